@@ -1,0 +1,151 @@
+"""Sans-IO, push-style framer for Server-Sent Events that keeps every event's exact bytes.
+
+Spec: https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+Lines end with CRLF, LF or CR; an empty line ends an event. We frame on bytes and decode UTF-8 only
+for the fields of events somebody asks about, so a multi-byte character cut by a chunk boundary is
+never decoded half-way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEEvent", "SSEFramer", "parse_fields"]
+
+# The largest event we hold back while waiting for its end. LLM events are small, except the
+# terminal events that repeat the whole response (OpenAI Responses' `response.completed`), which
+# can reach a few hundred KiB with long outputs. h11 bounds headers at 16 KiB and node.js at
+# 80 KiB; we hold whole events, so the bound is larger. An event over it is forwarded unparsed.
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+# Two line terminators in a row end an event. The groups are atomic so that a CRLF is never
+# read as a CR line followed by an empty LF line.
+_EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(slots=True, frozen=True)
+class SSEEvent:
+    """One event as it was on the wire.
+
+    `raw` is the exact bytes, blank-line terminator included. An event the framer could not parse
+    (over the bound, or cut off by the end of the stream) is still forwarded as it was, with
+    `complete=False`; an over-bound event may come out in several pieces.
+    """
+
+    raw: bytes
+    complete: bool = True
+
+
+def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
+    """Return (event name, data) of one complete event; data lines are joined with LF.
+
+    Comment lines (starting with `:`) and unknown fields are ignored, as the spec says. Returns
+    `None` for data when the event has no data line.
+    """
+    name: str | None = None
+    data: list[bytes] = []
+    for line in _LINE_END.split(raw):
+        if not line or line[0] == 0x3A:  # empty line or ": comment"
+            continue
+        field, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    if not data:
+        return name, None
+    return name, b"\n".join(data).decode("utf-8")
+
+
+class SSEFramer:
+    """Cuts a byte stream into SSE events.
+
+    `feed(chunk)` returns the events completed by `chunk`; `finish()` returns what is left at the
+    end of the stream. Concatenating every returned `raw`, in order, gives back exactly the bytes
+    that were fed.
+    """
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        if max_event_bytes < 1:
+            raise ValueError("max_event_bytes must be positive")
+        self.max_event_bytes = max_event_bytes
+        self._buf = bytearray()
+        # Where the next search for an event end starts: everything before it holds no event
+        # end. Kept so that a large event arriving in many chunks is scanned once, not again
+        # with every chunk. Backs off 3 bytes, since a terminator is at most 4 bytes long.
+        self._scan_from = 0
+        # True while we forward the rest of an over-bound event unparsed, up to its end.
+        self._skipping = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back: the incomplete tail of the stream."""
+        return len(self._buf)
+
+    def pending_bytes(self) -> bytes:
+        """The held-back tail, for a caller that gives up on framing and forwards it as it is."""
+        return bytes(self._buf)
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._buf
+        # The buffer is extended first and trimmed last, so that if anything in between
+        # raised, `pending_bytes()` would still hold every byte not yet returned.
+        buf += chunk
+        events: list[SSEEvent] = []
+        start = 0
+        pos = self._scan_from
+        n = len(buf)
+        while True:
+            m = _EVENT_END.search(buf, pos)
+            if m is None:
+                break
+            end = m.end()
+            if end == n and buf[end - 1] == 0x0D:
+                # A CR at the very end may be the first half of a CRLF whose LF comes in the
+                # next chunk: wait for it, so that framing does not depend on chunking.
+                break
+            # An event over the bound is flagged even when it arrived whole, so that what gets
+            # parsed does not depend on chunking.
+            complete = not self._skipping and end - start <= self.max_event_bytes
+            events.append(SSEEvent(bytes(buf[start:end]), complete))
+            self._skipping = False
+            start = pos = end
+        if self._skipping:
+            # Forward the over-bound event as it comes, keeping the last 3 bytes: they may be
+            # the start of the terminator that ends it.
+            keep_from = max(start, n - 3)
+            if keep_from > start:
+                events.append(SSEEvent(bytes(buf[start:keep_from]), complete=False))
+                start = keep_from
+        elif n - start > self.max_event_bytes:
+            # No end within the bound: forward what we hold, unparsed, and keep forwarding
+            # until this event ends.
+            events.append(SSEEvent(bytes(buf[start : n - 3]), complete=False))
+            self._skipping = True
+            start = n - 3
+        if start:
+            del buf[:start]
+        self._scan_from = max(0, len(buf) - 3)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """End of stream: return the held-back tail, if any.
+
+        A tail ending in a line terminator is a complete event: either its blank line never came
+        (some servers end the stream that way) or its final CR was waiting for a possible LF.
+        A tail without one is incomplete.
+        """
+        if not self._buf:
+            return []
+        raw = bytes(self._buf)
+        self._buf.clear()
+        self._scan_from = 0
+        if self._skipping:
+            self._skipping = False
+            return [SSEEvent(raw, complete=False)]
+        complete = raw.endswith((b"\n", b"\r")) and len(raw) <= self.max_event_bytes
+        return [SSEEvent(raw, complete)]
