@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEEvent", "SSEFramer", "parse_fields"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEEvent", "SSEFramer", "parse_fields", "replace_data"]
 
 # The largest event we hold back while waiting for its end. LLM events are small, except the
 # terminal events that repeat the whole response (OpenAI Responses' `response.completed`), which
@@ -149,3 +149,33 @@ class SSEFramer:
             return [SSEEvent(raw, complete=False)]
         complete = raw.endswith((b"\n", b"\r")) and len(raw) <= self.max_event_bytes
         return [SSEEvent(raw, complete)]
+
+
+_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
+
+
+def replace_data(raw: bytes, data: str) -> bytes:
+    """`raw` (one complete event) with its data replaced by `data`, every other line kept.
+
+    The new data lines take the place of the first old one, with its `data:` or `data: `
+    prefix and its line ending; the other lines (event name, id, comments) and the blank line
+    that ends the event stay as they were.
+    """
+    out: list[bytes] = []
+    placed = False
+    for m in _LINE.finditer(raw):
+        line, end = m.group(1), m.group(2)
+        if not line and not end:
+            break
+        field, _, value = line.partition(b":")
+        if field != b"data":
+            out.append(line + end)
+            continue
+        if placed:
+            continue
+        prefix = b"data: " if value.startswith(b" ") else b"data:"
+        out.extend(prefix + part + end for part in data.encode("utf-8").split(b"\n"))
+        placed = True
+    if not placed:
+        raise ValueError("event has no data line")
+    return b"".join(out)

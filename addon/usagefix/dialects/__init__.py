@@ -1,0 +1,29 @@
+"""Wire dialects, and how to tell which one a request speaks."""
+
+from __future__ import annotations
+
+from usagefix.dialects.anthropic import Anthropic
+from usagefix.dialects.base import Dialect, StreamSession, Tally
+from usagefix.dialects.openai_chat import OpenAIChat
+
+__all__ = ["DIALECTS", "Dialect", "StreamSession", "Tally", "detect"]
+
+OPENAI_CHAT = OpenAIChat()
+ANTHROPIC = Anthropic()
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI_CHAT, ANTHROPIC)}
+
+
+def detect(method: str, path: str) -> Dialect | None:
+    """The dialect of an LLM request, from its method and path (query string allowed).
+
+    Paths are matched by their end, so gateway prefixes (`/openai/v1/chat/completions`,
+    `/api/v1/...`) are recognised as well as the vendors' own.
+    """
+    if method.upper() != "POST":
+        return None
+    p = path.split("?", 1)[0].rstrip("/")
+    if p.endswith("/chat/completions"):
+        return OPENAI_CHAT
+    if p.endswith("/messages"):  # not /messages/count_tokens, /messages/batches
+        return ANTHROPIC
+    return None

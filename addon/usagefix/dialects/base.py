@@ -1,0 +1,82 @@
+"""What every dialect provides, and the tally its sessions fill in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from usagefix.normalize import Fired, Outcome
+from usagefix.usage import CanonicalUsage
+
+__all__ = ["Dialect", "StreamSession", "Tally"]
+
+
+@dataclass
+class Tally:
+    """What one response taught us about its usage; the last snapshot is authoritative (I5)."""
+
+    snapshots: int = 0
+    """Usage-bearing events (or bodies) seen."""
+    final_seen: bool = False
+    """Whether the usage that ends the response arrived (R7, R8): false means unmeasured."""
+    before: CanonicalUsage | None = None
+    after: CanonicalUsage | None = None
+    upstream_usage: dict[str, Any] | None = None
+    """The upstream's last usage block, verbatim."""
+    emitted_usage: dict[str, Any] | None = None
+    """The last usage block the client received."""
+    fired: list[Fired] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+
+    def observe(
+        self,
+        outcome: Outcome,
+        upstream: dict[str, Any],
+        emitted: dict[str, Any] | None,
+        *,
+        final: bool,
+        extra: tuple[Fired, ...] = (),
+    ) -> None:
+        """Record one snapshot; `emitted` is None when the block passes unchanged."""
+        self.snapshots += 1
+        self.final_seen = self.final_seen or final
+        self.before, self.after = outcome.before, outcome.after
+        self.upstream_usage = upstream
+        self.emitted_usage = upstream if emitted is None else emitted
+        for f in (*outcome.fired, *extra):
+            if all((f.rule, f.reason) != (g.rule, g.reason) for g in self.fired):
+                self.fired.append(f)
+        self.flag(*outcome.anomalies)
+
+    def flag(self, *anomalies: str) -> None:
+        for a in anomalies:
+            if a not in self.anomalies:
+                self.anomalies.append(a)
+
+
+class StreamSession(Protocol):
+    """Per-response state of a dialect over a stream of SSE events."""
+
+    def might_carry_usage(self, raw: bytes) -> bool:
+        """A cheap byte test, run on every event: False means the event passes untouched."""
+        ...
+
+    def rewrite_event(self, name: str | None, data: str) -> str | None:
+        """The new `data` of a usage-bearing event, or None to leave the event as it was.
+
+        May raise `UsageShapeError` (recorded, event untouched) or `ValueError` on data that is
+        not JSON (likewise).
+        """
+        ...
+
+
+class Dialect(Protocol):
+    """A wire dialect: where usage lives in its bodies and streams, and its own standard."""
+
+    name: str
+
+    def rewrite_json(self, text: str, tally: Tally) -> str | None:
+        """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""
+        ...
+
+    def stream_session(self, tally: Tally) -> StreamSession: ...
