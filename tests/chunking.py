@@ -21,7 +21,9 @@ def chunkings(data: bytes) -> st.SearchStrategy[list[bytes]]:
     return st.one_of(points.map(lambda p: cut(data, p)), st.just(bytewise(data)))
 
 
-def run_pushed[T](feed: Callable[[bytes], Sequence[T]], finish: Callable[[], Sequence[T]], chunks: Iterable[bytes]) -> list[T]:
+def run_pushed[T](
+    feed: Callable[[bytes], Sequence[T]], finish: Callable[[], Sequence[T]], chunks: Iterable[bytes]
+) -> list[T]:
     out: list[T] = []
     for c in chunks:
         out.extend(feed(c))

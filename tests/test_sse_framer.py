@@ -1,10 +1,10 @@
 """Tests for the SSE framer: every case whole, byte-at-a-time and with trailing bytes."""
 
 import pytest
-from chunking import bytewise, chunkings, run_pushed
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from chunking import bytewise, chunkings, run_pushed
 from usagefix.framing import SSEEvent, SSEFramer, parse_fields
 
 
@@ -80,7 +80,10 @@ def test_stream_ending_without_blank_line() -> None:
 
 
 def test_stream_cut_mid_event_gives_incomplete_tail() -> None:
-    assert frame([b"data: a\n\ndata: {\"x"]) == [SSEEvent(b"data: a\n\n"), SSEEvent(b'data: {"x', complete=False)]
+    assert frame([b'data: a\n\ndata: {"x']) == [
+        SSEEvent(b"data: a\n\n"),
+        SSEEvent(b'data: {"x', complete=False),
+    ]
 
 
 def test_trailing_cr_at_finish_is_complete() -> None:
@@ -122,7 +125,15 @@ def test_parse_fields() -> None:
 # -- properties --------------------------------------------------------------------------
 
 _line = st.sampled_from(
-    [b"data: {\"usage\":null}", b"data: [DONE]", b"event: ping", b": keep-alive", b"data:x", b"id: 1", b"data: \xc3\xa9"]
+    [
+        b'data: {"usage":null}',
+        b"data: [DONE]",
+        b"event: ping",
+        b": keep-alive",
+        b"data:x",
+        b"id: 1",
+        b"data: \xc3\xa9",
+    ]
 )
 _eol = st.sampled_from([b"\n", b"\r\n", b"\r"])
 

@@ -118,7 +118,9 @@ def normalize_inclusive(r: InclusiveReport, reader: Reader | None = None) -> Out
         # the upstream left cache reads out (the CLIProxyAPI Dec-2025..Mar-2026 translator).
         input_total = r.prompt + r.cache_read
         fired.append(
-            Fired("R1", "cache reads were left out of prompt_tokens", {"input_total": (r.prompt, input_total)})
+            Fired(
+                "R1", "cache reads were left out of prompt_tokens", {"input_total": (r.prompt, input_total)}
+            )
         )
         anomalies.append("exclusive_prompt_repaired")
     elif (
@@ -141,7 +143,9 @@ def normalize_inclusive(r: InclusiveReport, reader: Reader | None = None) -> Out
         # R2: reads fit, reads + writes do not: cache writes were left out (old LiteLLM transform).
         old = input_total
         input_total += r.cache_write
-        fired.append(Fired("R2", "cache writes were left out of prompt_tokens", {"input_total": (old, input_total)}))
+        fired.append(
+            Fired("R2", "cache writes were left out of prompt_tokens", {"input_total": (old, input_total)})
+        )
     if r.reasoning > output_total:
         # R5: reasoning is a subset of completion_tokens; more reasoning than completion means the
         # upstream reported it beside completion (xAI direct).

@@ -74,7 +74,7 @@ class StreamRewriter:
         try:
             return self._forward(self._framer.feed(chunk))
         except Exception as e:  # fail open: the framer gave up, forward everything it held
-            return self._fail(e, self._framer.pending_bytes())
+            return self.abandon(_describe(e))
 
     def finish(self) -> list[bytes]:
         """End of stream: return the held tail, if any."""
@@ -87,12 +87,14 @@ class StreamRewriter:
                     self.outcome.incomplete_tail += len(ev.raw)
             return self._forward(events)
         except Exception as e:
-            return self._fail(e, self._framer.pending_bytes())
+            return self.abandon(_describe(e))
 
-    def _fail(self, exc: Exception, held: bytes) -> list[bytes]:
+    def abandon(self, reason: str) -> list[bytes]:
+        """Give up: return the held bytes as they came, and pass everything after untouched."""
         self._failed = True
-        self.outcome.error = _describe(exc)
-        logger.warning("usagefix: rewriter failed, forwarding the rest untouched: %s", self.outcome.error)
+        self.outcome.error = reason
+        logger.warning("usagefix: rewriter failed, forwarding the rest untouched: %s", reason)
+        held = self._framer.pending_bytes()
         return [held] if held else []
 
     def _forward(self, events: list[SSEEvent]) -> list[bytes]:
@@ -131,9 +133,13 @@ class StreamRewriter:
         except Exception as e:  # a bug of ours: this event and the rest go through untouched
             self._failed = True
             out.error = _describe(e)
-            logger.warning("usagefix: rewriting an event failed, forwarding the rest untouched: %s", out.error)
+            logger.warning(
+                "usagefix: rewriting an event failed, forwarding the rest untouched: %s", out.error
+            )
             return raw
-        out.changes.append(EventChange(out.events, self._sent, raw.decode("utf-8"), rewritten.decode("utf-8")))
+        out.changes.append(
+            EventChange(out.events, self._sent, raw.decode("utf-8"), rewritten.decode("utf-8"))
+        )
         return rewritten
 
 

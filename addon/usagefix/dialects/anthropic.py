@@ -51,7 +51,7 @@ def _clamp(value: Any) -> Any:
 
 def _clamped(usage: Mapping[str, Any], reader: Reader) -> dict[str, Any] | None:
     """`usage` with negative counts set to 0 (I4), or None when there were none."""
-    return _clamp(usage) if reader.fired else None  # type: ignore[no-any-return]
+    return _clamp(usage) if reader.fired else None
 
 
 class Anthropic:

@@ -40,7 +40,9 @@ def read_report(usage: Mapping[str, Any]) -> tuple[InclusiveReport, Reader]:
         rd.count(usage, "cache_read_input_tokens") or 0,
     )
     # Cache writes: the first non-zero of the standard name and its aliases, never their sum.
-    writes = [rd.count(ptd, k, "prompt_tokens_details.") for k in ("cache_write_tokens", *CACHE_WRITE_ALIASES)]
+    writes = [
+        rd.count(ptd, k, "prompt_tokens_details.") for k in ("cache_write_tokens", *CACHE_WRITE_ALIASES)
+    ]
     writes.append(rd.count(usage, "cache_creation_input_tokens"))
     cache_write = next((w for w in writes if w), 0)
     reasoning = rd.count(ctd, "reasoning_tokens", "completion_tokens_details.") or 0

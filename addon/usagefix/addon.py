@@ -1,0 +1,186 @@
+"""The mitmproxy glue: arm a rewriter on LLM responses, record what it did.
+
+Every wire-safety rule here comes from a verified mitmproxy behaviour (reference/mitmproxy-notes.md):
+the stream callable never returns an empty piece mid-stream, `content-length` goes when sizes may
+change, a failure forwards the original bytes, loaded flows are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+
+from mitmproxy import exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.ctx import options
+
+from usagefix.decoding import Decoder, make_decoder
+from usagefix.dialects import Dialect, detect
+from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.record import METADATA_KEY, UsageRecord, build_record, summary
+from usagefix.rewriter import StreamRewriter, rewrite_body
+
+__all__ = ["UsageFix"]
+
+logger = logging.getLogger(__name__)
+
+# Below this an event bound would cut ordinary usage events in two.
+MIN_EVENT_BYTES = 4096
+
+
+def _media_type(message: http.Message) -> str:
+    return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+@dataclass
+class _Stream:
+    """The callable mitmproxy calls with each chunk of a streamed response, then with b""."""
+
+    rewriter: StreamRewriter
+    decoder: Decoder | None = None
+    content_encoding: str | None = None
+    sent: bytearray = field(default_factory=bytearray)
+    """Everything the client was sent, for the saved flow."""
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
+        try:
+            out = self._process(chunk)
+        except Exception as e:  # fail open: a bug may cost a normalization, never a byte
+            out = self.rewriter.abandon(f"{type(e).__name__}: {e}")
+            out = [p for p in (*out, chunk) if p]
+        for piece in out:
+            self.sent += piece
+        return out
+
+    def _process(self, chunk: bytes) -> list[bytes]:
+        if self.decoder is None:
+            return self.rewriter.feed(chunk) if chunk else self.rewriter.finish()
+        try:
+            decoded = self.decoder.decode(chunk) if chunk else self.decoder.flush()
+        except Exception as e:  # corrupt compressed data: nothing better than to forward it
+            self.decoder = None
+            held = self.rewriter.abandon(f"cannot decode {self.content_encoding}: {e}")
+            return [p for p in (*held, chunk) if p]
+        out = self.rewriter.feed(decoded) if decoded else []
+        return out + self.rewriter.finish() if not chunk else out
+
+
+class UsageFix:
+    """Rewrites the usage of LLM responses into normalized, self-consistent, cumulative totals."""
+
+    def __init__(self) -> None:
+        self.max_event_bytes = DEFAULT_MAX_EVENT_BYTES
+        # Per-flow state lives here, not in flow.metadata, which must stay serializable.
+        self._dialects: weakref.WeakKeyDictionary[http.HTTPFlow, Dialect] = weakref.WeakKeyDictionary()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "usage_max_event_bytes",
+            int,
+            DEFAULT_MAX_EVENT_BYTES,
+            "The largest streamed event (in bytes) held back to be parsed; a larger one is forwarded "
+            "untouched and flagged.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "usage_max_event_bytes" in updated:
+            value = options.usage_max_event_bytes
+            if value < MIN_EVENT_BYTES:
+                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                    f"usage_max_event_bytes must be at least {MIN_EVENT_BYTES}, not {value}"
+                )
+            self.max_event_bytes = value
+
+    # -- request -------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not flow.live:
+            return
+        dialect = detect(flow.request.method, flow.request.path)
+        if dialect is None:
+            return
+        self._dialects[flow] = dialect
+        # A compressed stream cannot be rewritten without decoding it: ask for none. The
+        # response is decoded anyway if the upstream compresses regardless.
+        flow.request.anticomp()
+
+    # -- response ------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        dialect = self._dialects.get(flow)
+        resp = flow.response
+        if dialect is None or resp is None or not flow.live or flow.is_replay == "response":
+            return
+        if not 200 <= resp.status_code < 300 or _media_type(resp) != "text/event-stream":
+            return  # errors pass untouched; JSON is buffered and rewritten in `response`
+        decoder = None
+        encoding = resp.headers.get("content-encoding", "").strip().lower() or None
+        if encoding and encoding != "identity":
+            decoder = make_decoder(encoding)
+            if decoder is None:
+                logger.warning(
+                    "usagefix: cannot decode content-encoding %r; streaming it untouched", encoding
+                )
+                resp.stream = True
+                return
+            del resp.headers["content-encoding"]
+        # The size changes when usage is rewritten: the client must not rely on content-length.
+        resp.headers.pop("content-length", None)
+        if flow.request.http_version == "HTTP/1.1":
+            resp.headers["transfer-encoding"] = "chunked"  # keeps the connection alive
+        resp.stream = _Stream(
+            StreamRewriter(dialect, self.max_event_bytes), decoder, encoding if decoder else None
+        )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        # Keep this fast: the client sees the end of the stream only after it returns.
+        dialect = self._dialects.pop(flow, None)
+        resp = flow.response
+        if dialect is None or resp is None or not flow.live:
+            return
+        stream = resp.stream
+        if isinstance(stream, _Stream):
+            resp.raw_content = bytes(stream.sent)
+            self._record(
+                flow, build_record(stream.rewriter.outcome, content_encoding=stream.content_encoding)
+            )
+            return
+        if resp.stream or not 200 <= resp.status_code < 300:
+            return
+        media = _media_type(resp)
+        body = resp.get_content(strict=False)
+        if body is None:
+            return
+        if media == "text/event-stream":
+            # A buffered stream: a server-replayed recording, or one mitmproxy did not stream.
+            rw = StreamRewriter(dialect, self.max_event_bytes)
+            new = b"".join([*rw.feed(body), *rw.finish()])
+            if new != body:
+                resp.content = new
+            self._record(flow, build_record(rw.outcome))
+        elif media == "application/json" or media.endswith("+json"):
+            result = rewrite_body(dialect, body)
+            if result.body is not None:
+                resp.content = result.body
+            self._record(flow, build_record(result.outcome))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._dialects.pop(flow, None)
+        resp = flow.response
+        if resp is None or not isinstance(resp.stream, _Stream):
+            return
+        stream = resp.stream
+        resp.raw_content = bytes(stream.sent)
+        msg = flow.error.msg if flow.error else "stream interrupted"
+        record = build_record(stream.rewriter.outcome, cut_off=msg, content_encoding=stream.content_encoding)
+        self._record(flow, record)
+
+    def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
+        flow.metadata[METADATA_KEY] = record.model_dump(mode="json")
+        flow.comment = summary(record)
+        if record.anomalies or record.status == "passthrough_error":
+            flow.marked = ":warning:"
+        log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
+        log("%s %s: %s", flow.request.method, flow.request.pretty_url, flow.comment)

@@ -1,0 +1,162 @@
+"""The record of one response: what the upstream said, what the client got, and why.
+
+Stored as plain JSON-able values in `flow.metadata["usagefix"]` (tnetstring-safe: an
+unserializable value would make mitmproxy drop the whole flow from the file), and summarized in
+one line for `flow.comment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from usagefix.rewriter import Outcome
+from usagefix.usage import CanonicalUsage
+
+__all__ = ["METADATA_KEY", "SCHEMA_VERSION", "UsageRecord", "build_record", "flat_diff", "summary"]
+
+METADATA_KEY = "usagefix"
+SCHEMA_VERSION = 1
+
+Status = Literal["rewritten", "unchanged", "unmeasured", "passthrough_error"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class RuleRecord(_Strict):
+    rule: str
+    """Rule ID from usage-semantics §8 (R1–R8, I1–I4), or `rename` for a non-standard key."""
+    reason: str
+    changes: dict[str, list[int]] = {}
+    """Canonical field → [before, after]."""
+
+
+class ChangeRecord(_Strict):
+    index: int
+    """Position of the event among the response's events (0 for a whole JSON body)."""
+    offset: int
+    """Byte offset of the rewritten text in the body the client received."""
+    original: str
+    """The upstream's text, byte for byte (UTF-8)."""
+    rewritten: str
+    """What the client received instead."""
+
+
+class UsageRecord(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    dialect: str
+    profile: str | None = None
+    streamed: bool
+    status: Status
+    final_seen: bool
+    """Whether the usage that ends the response arrived; false means the numbers are unknown."""
+    usage_before: CanonicalUsage | None = None
+    """The upstream's usage, read as it stands, in canonical terms."""
+    usage_after: CanonicalUsage | None = None
+    """The usage the client received, in canonical terms."""
+    upstream_usage: dict[str, Any] | None = None
+    """The upstream's last usage block, verbatim."""
+    emitted_usage: dict[str, Any] | None = None
+    """The last usage block the client received, verbatim."""
+    rules: list[RuleRecord] = []
+    anomalies: list[str] = []
+    changes: list[ChangeRecord] = []
+    events: int | None = None
+    """Events in the stream (streamed responses only)."""
+    error: str | None = None
+    """Why the response passed through untouched, or why it was cut off."""
+    content_encoding: str | None = None
+    """The upstream's content-encoding, when we decoded it for the client."""
+
+
+def _status(out: Outcome) -> Status:
+    if out.error is not None:
+        return "passthrough_error"
+    if not out.tally.final_seen:
+        return "unmeasured"  # R7, R8: unknown, never zero
+    return "rewritten" if out.changes else "unchanged"
+
+
+def build_record(
+    out: Outcome, *, cut_off: str | None = None, content_encoding: str | None = None
+) -> UsageRecord:
+    """The record of a finished (or, with `cut_off`, interrupted) response."""
+    t = out.tally
+    anomalies = list(t.anomalies)
+    if out.oversize_events:
+        anomalies.append(f"oversize_events:{out.oversize_events}")
+    if out.incomplete_tail:
+        anomalies.append(f"incomplete_tail_bytes:{out.incomplete_tail}")
+    if cut_off:
+        anomalies.append("cut_off")
+    elif out.streamed and not t.final_seen:
+        anomalies.append("no_final_usage")
+    return UsageRecord(
+        dialect=out.dialect,
+        streamed=out.streamed,
+        status=_status(out),
+        final_seen=t.final_seen,
+        usage_before=t.before,
+        usage_after=t.after,
+        upstream_usage=t.upstream_usage,
+        emitted_usage=t.emitted_usage,
+        rules=[
+            RuleRecord(rule=f.rule, reason=f.reason, changes={k: list(v) for k, v in f.changes.items()})
+            for f in t.fired
+        ],
+        anomalies=anomalies,
+        changes=[
+            ChangeRecord(index=c.index, offset=c.offset, original=c.original, rewritten=c.rewritten)
+            for c in out.changes
+        ],
+        events=out.events if out.streamed else None,
+        error=out.error or cut_off,
+        content_encoding=content_encoding,
+    )
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def flat_diff(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> list[tuple[str, Any, Any]]:
+    """Leaf fields that differ, as (dotted.name, before, after); None stands for absent."""
+    a, b = _flatten(before or {}), _flatten(after or {})
+    return [
+        (k, a.get(k), b.get(k))
+        for k in dict.fromkeys([*a, *b])
+        if a.get(k) != b.get(k) or (k in a) != (k in b)
+    ]
+
+
+def _show(v: Any) -> str:
+    return "∅" if v is None else str(v)
+
+
+def summary(rec: UsageRecord) -> str:
+    """One line for `flow.comment`."""
+    if rec.status == "rewritten":
+        diff = ", ".join(
+            f"{k} {_show(x)}→{_show(y)}" for k, x, y in flat_diff(rec.upstream_usage, rec.emitted_usage)
+        )
+        why = "; ".join(f"{r.rule}: {r.reason}" for r in rec.rules if r.rule != "I3")
+        return f"usagefix: {diff or 'usage rewritten'}" + (f" ({why})" if why else "")
+    if rec.status == "unchanged":
+        return "usagefix: usage correct, unchanged"
+    if rec.status == "unmeasured":
+        if rec.error:
+            return f"usagefix: unmeasured, cut off ({rec.error})"
+        return "usagefix: unmeasured, the response carried no usage"
+    return f"usagefix: passed through untouched after an error ({rec.error})"
