@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from chunking import bytewise, chunkings
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chunking import bytewise, chunkings
 from usagefix.dialects import DIALECTS
 from usagefix.record import build_record
 from usagefix.rewriter import StreamRewriter, rewrite_body

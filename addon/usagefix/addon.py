@@ -11,9 +11,8 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 
-from mitmproxy import exceptions, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.ctx import options
 
 from usagefix.decoding import Decoder, make_decoder
 from usagefix.dialects import Dialect, detect
@@ -86,7 +85,7 @@ class UsageFix:
 
     def configure(self, updated: set[str]) -> None:
         if "usage_max_event_bytes" in updated:
-            value = options.usage_max_event_bytes
+            value = ctx.options.usage_max_event_bytes
             if value < MIN_EVENT_BYTES:
                 raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
                     f"usage_max_event_bytes must be at least {MIN_EVENT_BYTES}, not {value}"

@@ -1,0 +1,245 @@
+"""Tests for the mitmproxy glue, through mitmproxy's own test harness (no sockets)."""
+
+import gzip
+import io
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy import io as mio
+from mitmproxy.test import taddons, tflow, tutils
+
+from usagefix.addon import UsageFix
+
+GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
+FOUNDING_JSON = (GOLDEN / "openai_chat" / "fix-founding-bug.upstream.json").read_bytes()
+FOUNDING_SSE = (GOLDEN / "openai_chat" / "fix-founding-bug-stream.upstream.sse").read_bytes()
+FIXED_SSE = (GOLDEN / "openai_chat" / "fix-founding-bug-stream.client.sse").read_bytes()
+
+
+def llm_flow(
+    body: bytes,
+    content_type: str,
+    *,
+    path: str = "/v1/chat/completions",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    live: bool = True,
+) -> http.HTTPFlow:
+    req = tutils.treq(method=b"POST", path=path.encode(), headers=http.Headers(accept_encoding="gzip, br"))
+    hdrs = http.Headers(content_type=content_type, content_length=str(len(body)), **(headers or {}))
+    resp = tutils.tresp(status_code=status, headers=hdrs, content=b"")
+    resp.raw_content = body
+    f = tflow.tflow(req=req, live=live)
+    f.response = resp
+    return f
+
+
+def roundtrip(f: http.HTTPFlow) -> http.HTTPFlow:
+    """Write the flow as `-w` does and read it back: metadata must be tnetstring-safe."""
+    buf = io.BytesIO()
+    mio.FlowWriter(buf).add(f)
+    buf.seek(0)
+    (loaded,) = list(mio.FlowReader(buf).stream())
+    assert isinstance(loaded, http.HTTPFlow)
+    return loaded
+
+
+def run_stream(addon: UsageFix, f: http.HTTPFlow, chunks: list[bytes]) -> bytes:
+    """Drive the hooks and the stream callable as mitmproxy's HTTP layer does."""
+    assert f.response is not None
+    body, f.response.raw_content = f.response.raw_content, None
+    addon.requestheaders(f)
+    addon.responseheaders(f)
+    stream = f.response.stream
+    assert callable(stream)
+    out = b""
+    for c in [*chunks, b""]:
+        pieces = stream(c)
+        assert isinstance(pieces, list) and all(pieces), "never an empty piece mid-stream"
+        out += b"".join(pieces)
+    addon.response(f)
+    assert body is not None
+    return out
+
+
+def test_bad_option_stops_with_a_clear_message() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="usage_max_event_bytes must be at least"):
+            tctx.configure(addon, usage_max_event_bytes=10)
+        tctx.configure(addon, usage_max_event_bytes=65536)
+        assert addon.max_event_bytes == 65536
+
+
+def test_requests_to_llm_endpoints_ask_for_identity_encoding() -> None:
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(b"", "application/json")
+        addon.requestheaders(f)
+        assert f.request.headers["accept-encoding"] == "identity"
+        other = llm_flow(b"", "application/json", path="/v1/models")
+        addon.requestheaders(other)
+        assert other.request.headers["accept-encoding"] == "gzip, br"
+
+
+async def test_json_body_with_the_founding_bug_is_fixed_and_recorded() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_JSON, "application/json")
+        await tctx.cycle(addon, f)
+        assert f.response is not None
+        usage = json.loads(f.response.content or b"")["usage"]
+        assert usage["prompt_tokens"] == 107208
+        assert usage["total_tokens"] == 107578
+        assert f.response.headers["content-length"] == str(len(f.response.raw_content or b""))
+        f = roundtrip(f)
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "rewritten"
+        assert rec["dialect"] == "openai_chat"
+        assert rec["usage_before"]["input_total"] == 1678
+        assert rec["usage_after"]["input_total"] == 107208
+        assert [r["rule"] for r in rec["rules"]] == ["R1", "I3"]
+        assert rec["changes"][0]["original"] == FOUNDING_JSON.decode()
+        assert f.comment.startswith("usagefix: prompt_tokens 1678→107208, total_tokens 2048→107578 (R1:")
+
+
+async def test_gzip_json_body_is_fixed_and_stays_gzip() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(gzip.compress(FOUNDING_JSON), "application/json", headers={"content_encoding": "gzip"})
+        await tctx.cycle(addon, f)
+        assert f.response is not None
+        assert f.response.headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(f.response.raw_content or b""))["usage"]["prompt_tokens"] == 107208
+
+
+async def test_correct_json_body_is_left_byte_for_byte() -> None:
+    body = (GOLDEN / "openai_chat" / "ok-prompt-cache.upstream.json").read_bytes()
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(body, "application/json; charset=utf-8")
+        await tctx.cycle(addon, f)
+        assert f.response is not None and f.response.raw_content == body
+        assert f.metadata["usagefix"]["status"] == "unchanged"
+
+
+@pytest.mark.parametrize("status", [400, 429, 500])
+async def test_error_responses_pass_untouched(status: int) -> None:
+    body = b'{"error":{"message":"usage: prompt_tokens 1678","type":"invalid_request_error"}}'
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(body, "application/json", status=status)
+        await tctx.cycle(addon, f)
+        assert f.response is not None and f.response.raw_content == body
+        assert "usagefix" not in f.metadata
+
+
+async def test_loaded_flows_are_not_touched() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_JSON, "application/json", live=False)
+        await tctx.cycle(addon, f)
+        assert f.response is not None and f.response.raw_content == FOUNDING_JSON
+        assert "usagefix" not in f.metadata and not f.comment
+
+
+def test_stream_is_rewritten_in_flight_and_saved() -> None:
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        cuts = [FOUNDING_SSE[i : i + 37] for i in range(0, len(FOUNDING_SSE), 37)]
+        out = run_stream(addon, f, cuts)
+        assert out == FIXED_SSE
+        assert f.response is not None
+        assert "content-length" not in f.response.headers
+        assert f.response.headers["transfer-encoding"] == "chunked"
+        f = roundtrip(f)
+        assert f.response is not None and f.response.raw_content == FIXED_SSE
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "rewritten" and rec["final_seen"] is True and rec["streamed"] is True
+        assert rec["events"] == 5
+        (change,) = rec["changes"]
+        assert change["index"] == 3
+        assert FIXED_SSE[change["offset"] :].startswith(change["rewritten"].encode())
+
+
+def test_gzip_stream_is_decoded_for_the_client() -> None:
+    comp = zlib.compressobj(wbits=31)
+    chunks = [
+        comp.compress(FOUNDING_SSE[i : i + 100]) + comp.flush(zlib.Z_SYNC_FLUSH)
+        for i in range(0, len(FOUNDING_SSE), 100)
+    ]
+    chunks.append(comp.flush())
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(b"".join(chunks), "text/event-stream", headers={"content_encoding": "gzip"})
+        out = run_stream(addon, f, chunks)
+        assert out == FIXED_SSE
+        assert f.response is not None and "content-encoding" not in f.response.headers
+        assert f.metadata["usagefix"]["content_encoding"] == "gzip"
+
+
+def test_unknown_encoding_streams_untouched() -> None:
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(b"whatever", "text/event-stream", headers={"content_encoding": "compress"})
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.response is not None and f.response.stream is True
+
+
+def test_a_bug_in_the_rewriter_forwards_the_original_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from usagefix.dialects import openai_chat
+
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(openai_chat, "rewrite_usage", boom)
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        out = run_stream(addon, f, [FOUNDING_SSE[:300], FOUNDING_SSE[300:]])
+        assert out == FOUNDING_SSE
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "passthrough_error"
+        assert "boom" in rec["error"]
+        assert f.marked
+
+
+def test_a_cut_off_stream_is_recorded_unmeasured() -> None:
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.response is not None and callable(f.response.stream)
+        cut = FOUNDING_SSE.index(b"data: {", 300) + 20
+        sent = b"".join(f.response.stream(FOUNDING_SSE[:cut]))
+        f.error = tflow.terr("peer closed connection without sending complete message body")
+        addon.error(f)
+        f = roundtrip(f)
+        assert f.response is not None and f.response.raw_content == sent
+        assert sent == FOUNDING_SSE[: FOUNDING_SSE.rindex(b"\n\n", 0, cut) + 2]
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "unmeasured" and rec["final_seen"] is False
+        assert "cut_off" in rec["anomalies"]
+        assert "peer closed" in rec["error"]
+
+
+async def test_server_replayed_stream_is_rewritten_in_response() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        f.is_replay = "response"
+        await tctx.cycle(addon, f)
+        assert f.response is not None and f.response.content == FIXED_SSE
+        assert f.metadata["usagefix"]["status"] == "rewritten"
+
+
+def test_script_exports_the_addon() -> None:
+    with taddons.context() as tctx:
+        module = tctx.script(str(Path(__file__).parent.parent / "addon" / "normalize_usage.py"))
+        assert [type(a).__name__ for a in module.addons] == ["UsageFix"]
