@@ -1,0 +1,111 @@
+"""A local LLM upstream emulator: serves recorded bodies the way real upstreams do, and worse.
+
+It answers every POST with the current `Scenario`: a status, a body, and how to send it
+(chunked at awkward points, with delays, compressed, or cut off mid-stream). It also remembers the
+requests it got, so tests can see what the proxy forwarded. Loopback only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def awkward_cuts(body: bytes) -> list[bytes]:
+    """Cut a body where framing is hardest: between the two halves of every blank line and
+    every CRLF, inside multi-byte UTF-8 characters, and every 41 bytes in between."""
+    points = set(range(41, len(body), 41))
+    for i in range(len(body) - 1):
+        pair = body[i : i + 2]
+        if pair in (b"\n\n", b"\r\n", b"\n\r") or (body[i] >= 0xC0 and body[i + 1] & 0xC0 == 0x80):
+            points.add(i + 1)
+    edges = [0, *sorted(points), len(body)]
+    return [body[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
+def _event_ends(sent: bytes) -> int:
+    return sent.count(b"\n\n") + sent.count(b"\n\r\n")
+
+
+@dataclass
+class Scenario:
+    body: bytes = b"{}"
+    content_type: str = "application/json"
+    status: int = 200
+    chunks: list[bytes] | None = None
+    """Send these as separate HTTP chunks (transfer-encoding: chunked); else one body with a length."""
+    delay: float = 0.0
+    """Seconds to pause after each chunk in which an event ends."""
+    gzip: bool = False
+    cut_after: int | None = None
+    """Close the connection after this many chunks, without ending the body."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Upstream(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.scenario = Scenario()
+        self.requests: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Upstream
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        raw = self.rfile.read(length)
+        self.server.requests.append(
+            {"path": self.path, "headers": dict(self.headers.items()), "json": json.loads(raw or b"null")}
+        )
+        sc = self.server.scenario
+        self.send_response(sc.status)
+        self.send_header("content-type", sc.content_type)
+        for k, v in sc.headers.items():
+            self.send_header(k, v)
+        if sc.chunks is None:
+            body = gzip.compress(sc.body) if sc.gzip else sc.body
+            if sc.gzip:
+                self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        sent = b""
+        for n, c in enumerate(sc.chunks):
+            if sc.cut_after is not None and n == sc.cut_after:
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.flush()
+            if sc.delay and _event_ends(sent + c) > _event_ends(sent):
+                time.sleep(sc.delay)  # an event ended in this chunk: pause before the next
+            sent += c
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
