@@ -41,11 +41,15 @@ _usagefix_ensure_venv() {
         rm -rf "$VENV"
         "$py" -m venv "$VENV" || { echo "usagefix: could not create $VENV" >&2; exit 1; }
     fi
-    # Reinstall only when pyproject.toml or the extras asked for changed.
+    # Reinstall only when pyproject.toml changed or extras are asked for that are not there
+    # (an install with the test extras serves scripts/run too).
     local stamp="$VENV/.usagefix-installed"
-    local want
-    want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    local hash want
+    hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$hash $extras"
+    local have=""
+    [ -f "$stamp" ] && have="$(cat "$stamp")"
+    if [ "$have" != "$want" ] && { [ -n "$extras" ] || [ "${have%% *}" != "$hash" ]; }; then
         echo "usagefix: installing the project into .venv ($extras)" >&2
         local spec="$ROOT"
         [ -n "$extras" ] && spec="$ROOT[$extras]"
