@@ -100,10 +100,19 @@ class SSEFramer:
         pos = self._scan_from
         n = len(buf)
         while True:
-            m = _EVENT_END.search(buf, pos)
-            if m is None:
-                break
-            end = m.end()
+            # Fast path for the common LF-only stream: two C-speed finds instead of the regex,
+            # which only runs when a CR shows up before the first LF LF.
+            lflf = buf.find(b"\n\n", pos)
+            cr = buf.find(b"\r", pos, lflf if lflf >= 0 else n)
+            if cr < 0:
+                if lflf < 0:
+                    break
+                end = lflf + 2
+            else:
+                m = _EVENT_END.search(buf, pos)
+                if m is None:
+                    break
+                end = m.end()
             if end == n and buf[end - 1] == 0x0D:
                 # A CR at the very end may be the first half of a CRLF whose LF comes in the
                 # next chunk: wait for it, so that framing does not depend on chunking.

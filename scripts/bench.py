@@ -1,0 +1,188 @@
+"""Benchmark: what the addon costs over plain mitmdump streaming, measured in the same run.
+
+Two mitmdump processes in reverse mode in front of one local upstream: one with a bare script
+that sets `flow.response.stream = True`, one with the addon. Requests alternate between them.
+For each stream we take the mitmdump process's CPU time (user + system, from /proc) and the
+client's wall time, and report medians and the ratio addon / bare.
+
+The upstream sends an OpenAI Chat stream of N events (about 250 bytes each; the last carries the
+founding bug's usage, so the addon really rewrites it), each event written as two chunks, as
+token-by-token servers do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MITMDUMP = Path(sys.executable).with_name("mitmdump")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+BARE_SCRIPT = """
+def responseheaders(flow):
+    flow.response.stream = True
+"""
+
+
+def make_events(n: int) -> list[bytes]:
+    events = []
+    for i in range(n - 1):
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1763900000,
+            "model": "claude-sonnet-4-5",
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": f"token {i} of the benchmark stream, é"},
+                    "finish_reason": None,
+                }
+            ],
+            "usage": None,
+        }
+        events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    usage = {
+        "prompt_tokens": 1678,
+        "completion_tokens": 370,
+        "total_tokens": 2048,
+        "prompt_tokens_details": {"cached_tokens": 105530},
+    }
+    events.append(
+        b"data: " + json.dumps({"id": "chatcmpl-bench", "choices": [], "usage": usage}).encode() + b"\n\n"
+    )
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+class Upstream(ThreadingHTTPServer):
+    daemon_threads = True
+    events: list[bytes] = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Upstream
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        w = self.wfile
+        for ev in self.server.events:
+            half = len(ev) // 2
+            for part in (ev[:half], ev[half:]):
+                w.write(b"%x\r\n%s\r\n" % (len(part), part))
+                w.flush()
+        w.write(b"0\r\n\r\n")
+        w.flush()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def start(args: list[str], tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    log = tmp / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(MITMDUMP), "--set", f"confdir={tmp / 'conf'}", "--set", "flow_detail=0",
+             "--listen-host", "127.0.0.1", "-p", "0", *args],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=ROOT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        m = re.search(r"listening at 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if m:
+            return proc, int(m.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"{name}: mitmdump did not start:\n{log.read_text(errors='replace')}")
+
+
+def one_stream(client: httpx.Client, port: int, pid: int) -> tuple[float, float, bytes]:
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    body = bytearray()
+    with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json={"stream": True}) as r:
+        for piece in r.iter_raw():
+            body += piece
+    wall = time.perf_counter() - t0
+    time.sleep(0.05)  # let mitmdump finish the flow's hooks before reading its CPU
+    return cpu_seconds(pid) - cpu0, wall, bytes(body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=4000)
+    ap.add_argument("--rounds", type=int, default=15, help="streams through each proxy")
+    a = ap.parse_args()
+
+    up = Upstream(("127.0.0.1", 0), Handler)
+    up.events = make_events(a.events)
+    size = sum(map(len, up.events))
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    target = f"reverse:http://127.0.0.1:{up.server_address[1]}"
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "bare.py").write_text(BARE_SCRIPT)
+        procs = {
+            "bare": start(["--mode", target, "-s", str(tmp / "bare.py")], tmp, "bare"),
+            "addon": start(
+                ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py")], tmp, "addon"
+            ),
+        }
+        results: dict[str, list[tuple[float, float]]] = {"bare": [], "addon": []}
+        try:
+            with httpx.Client(timeout=60) as client:
+                for name, (proc, port) in procs.items():  # warm-up, and a check that both work
+                    _, _, body = one_stream(client, port, proc.pid)
+                    fixed = b'"prompt_tokens": 107208' in body
+                    assert len(body) >= size and fixed == (name == "addon"), (
+                        f"{name} returned an unexpected body"
+                    )
+                for _ in range(a.rounds):
+                    for name, (proc, port) in procs.items():
+                        cpu, wall, _ = one_stream(client, port, proc.pid)
+                        results[name].append((cpu, wall))
+        finally:
+            for proc, _ in procs.values():
+                proc.terminate()
+                proc.wait(timeout=10)
+        up.shutdown()
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(r[i] for r in results[name])
+
+    print(f"{a.events} events, {size / 1e6:.2f} MB per stream, {a.rounds} streams through each, alternating")
+    print(f"{'':8}{'mitmdump CPU/stream':>22}{'client wall/stream':>22}")
+    for name in ("bare", "addon"):
+        print(f"{name:8}{med(name, 0) * 1000:>19.0f} ms{med(name, 1) * 1000:>19.0f} ms")
+    print(f"{'ratio':8}{med('addon', 0) / med('bare', 0):>22.2f}{med('addon', 1) / med('bare', 1):>22.2f}")
+    print("(addon / bare; CPU from /proc utime+stime, medians)")
+
+
+if __name__ == "__main__":
+    main()
