@@ -166,6 +166,18 @@ def test_stream_is_rewritten_in_flight_and_saved() -> None:
         assert FIXED_SSE[change["offset"] :].startswith(change["rewritten"].encode())
 
 
+def test_client_hanging_up_after_the_end_does_not_make_it_cut_off() -> None:
+    # mitmproxy fires `error` ("Client disconnected.") after `response` when the client closes.
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        run_stream(addon, f, [FOUNDING_SSE])
+        f.error = tflow.terr("Client disconnected.")
+        addon.error(f)
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "rewritten" and "cut_off" not in rec["anomalies"] and rec["error"] is None
+
+
 def test_gzip_stream_is_decoded_for_the_client() -> None:
     comp = zlib.compressobj(wbits=31)
     chunks = [

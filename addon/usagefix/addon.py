@@ -41,6 +41,9 @@ class _Stream:
     content_encoding: str | None = None
     sent: bytearray = field(default_factory=bytearray)
     """Everything the client was sent, for the saved flow."""
+    recorded: bool = False
+    """Set once the response is recorded: a later `error` (the client hanging up after the end)
+    must not turn a complete response into a cut-off one."""
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
@@ -141,6 +144,7 @@ class UsageFix:
             return
         stream = resp.stream
         if isinstance(stream, _Stream):
+            stream.recorded = True
             resp.raw_content = bytes(stream.sent)
             self._record(
                 flow, build_record(stream.rewriter.outcome, content_encoding=stream.content_encoding)
@@ -168,9 +172,10 @@ class UsageFix:
     def error(self, flow: http.HTTPFlow) -> None:
         self._dialects.pop(flow, None)
         resp = flow.response
-        if resp is None or not isinstance(resp.stream, _Stream):
+        if resp is None or not isinstance(resp.stream, _Stream) or resp.stream.recorded:
             return
         stream = resp.stream
+        stream.recorded = True
         resp.raw_content = bytes(stream.sent)
         msg = flow.error.msg if flow.error else "stream interrupted"
         record = build_record(stream.rewriter.outcome, cut_off=msg, content_encoding=stream.content_encoding)

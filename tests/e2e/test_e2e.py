@@ -84,7 +84,8 @@ def test_openai_stream_is_fixed_and_arrives_incrementally(proxy: Proxy, upstream
     f = last_flow(proxy, n)
     assert f.response is not None
     assert f.response.content == golden("openai_chat/fix-founding-bug-stream-crlf.client.sse")
-    assert f.metadata["usagefix"]["final_seen"] is True
+    rec = f.metadata["usagefix"]
+    assert rec["status"] == "rewritten" and rec["final_seen"] is True and "cut_off" not in rec["anomalies"]
 
 
 def test_anthropic_stream_gets_the_full_snapshot(proxy: Proxy, upstream: Upstream) -> None:
