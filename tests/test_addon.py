@@ -178,6 +178,21 @@ def test_client_hanging_up_after_the_end_does_not_make_it_cut_off() -> None:
         assert rec["status"] == "rewritten" and "cut_off" not in rec["anomalies"] and rec["error"] is None
 
 
+def test_client_hanging_up_after_done_before_the_upstream_ends_is_complete() -> None:
+    # The OpenAI SDK closes on `[DONE]`; the upstream's end of body may not have come yet.
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.response is not None and callable(f.response.stream)
+        f.response.stream(FOUNDING_SSE)
+        f.error = tflow.terr("Client disconnected.")
+        addon.error(f)
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "rewritten" and "cut_off" not in rec["anomalies"]
+
+
 def test_gzip_stream_is_decoded_for_the_client() -> None:
     comp = zlib.compressobj(wbits=31)
     chunks = [

@@ -177,9 +177,14 @@ class UsageFix:
         stream = resp.stream
         stream.recorded = True
         resp.raw_content = bytes(stream.sent)
+        rw = stream.rewriter
+        if rw.pending == 0 and rw.dialect.end_marker in stream.sent[-256:]:
+            # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
+            # often before the upstream's end of body): a complete response, not a cut-off one.
+            self._record(flow, build_record(rw.outcome, content_encoding=stream.content_encoding))
+            return
         msg = flow.error.msg if flow.error else "stream interrupted"
-        record = build_record(stream.rewriter.outcome, cut_off=msg, content_encoding=stream.content_encoding)
-        self._record(flow, record)
+        self._record(flow, build_record(rw.outcome, cut_off=msg, content_encoding=stream.content_encoding))
 
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
         flow.metadata[METADATA_KEY] = record.model_dump(mode="json")

@@ -56,6 +56,7 @@ class StreamRewriter:
     """Rewrites an SSE stream incrementally; any chunking gives the same output as the whole."""
 
     def __init__(self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.dialect = dialect
         self.outcome = Outcome(dialect.name, streamed=True)
         self._framer = SSEFramer(max_event_bytes)
         self._session = dialect.stream_session(self.outcome.tally)

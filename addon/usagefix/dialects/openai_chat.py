@@ -107,6 +107,7 @@ def rewrite_usage(usage: dict[str, Any], tally: Tally, *, final: bool = True) ->
 
 class OpenAIChat:
     name = "openai_chat"
+    end_marker = b"[DONE]"
 
     def rewrite_json(self, text: str, tally: Tally) -> str | None:
         obj = json.loads(text)
