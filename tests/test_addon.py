@@ -12,6 +12,7 @@ from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
 from usagefix.addon import UsageFix
+from usagefix.record import rebuild_upstream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 FOUNDING_JSON = (GOLDEN / "openai_chat" / "fix-founding-bug.upstream.json").read_bytes()
@@ -137,13 +138,82 @@ async def test_error_responses_pass_untouched(status: int) -> None:
         assert "usagefix" not in f.metadata
 
 
-async def test_loaded_flows_are_not_touched() -> None:
+async def test_loaded_flows_are_renormalized_idempotently() -> None:
     addon = UsageFix()
     with taddons.context(addon) as tctx:
-        f = llm_flow(FOUNDING_JSON, "application/json", live=False)
+        # Recorded without the addon: the body is the upstream's; loading normalizes it.
+        f = llm_flow(FOUNDING_SSE, "text/event-stream", live=False)
         await tctx.cycle(addon, f)
-        assert f.response is not None and f.response.raw_content == FOUNDING_JSON
-        assert "usagefix" not in f.metadata and not f.comment
+        assert f.response is not None and f.response.content == FIXED_SSE
+        assert f.metadata["usagefix"]["status"] == "rewritten"
+        state = roundtrip(f).get_state()
+        # Loading the result again changes nothing.
+        g = roundtrip(f)
+        await tctx.cycle(addon, g)
+        assert g.get_state() == state
+
+
+async def test_loaded_flow_from_an_older_rule_is_redone_from_the_original() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream", live=False)
+        await tctx.cycle(addon, f)
+        # Pretend an older version of a rule had written 999999 where R1 now writes 107208.
+        assert f.response is not None and f.response.content is not None
+        rec = f.metadata["usagefix"]
+        old_text = rec["changes"][0]["rewritten"].replace("107208", "999999")
+        f.response.content = f.response.content.replace(b"107208", b"999999")
+        rec["changes"][0]["rewritten"] = old_text
+        await tctx.cycle(addon, f)
+        assert f.response.content == FIXED_SSE
+        assert f.metadata["usagefix"]["changes"][0]["rewritten"] != old_text
+
+
+async def test_loaded_flow_without_body_is_left_alone() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(b"", "text/event-stream", live=False)
+        assert f.response is not None
+        f.response.raw_content = None  # "content missing": a stream saved without its body
+        await tctx.cycle(addon, f)
+        assert f.response.raw_content is None and "usagefix" not in f.metadata
+
+
+def test_upstream_body_is_rebuilt_from_the_record() -> None:
+    addon = UsageFix()
+    with taddons.context(addon):
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        out = run_stream(addon, f, [FOUNDING_SSE])
+        assert rebuild_upstream(out, f.metadata["usagefix"]) == FOUNDING_SSE
+
+
+async def test_secrets_are_redacted_in_what_is_saved() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_JSON, "application/json")
+        f.request.headers["authorization"] = "Bearer sk-live-PLANTED"
+        f.request.headers["x-api-key"] = "sk-ant-PLANTED"
+        f.request.headers["cookie"] = "session=PLANTED"
+        f.request.query["key"] = "AIzaPLANTED"
+        assert f.response is not None
+        f.response.headers["set-cookie"] = "a=PLANTED"
+        await tctx.cycle(addon, f)
+        assert f.request.headers["authorization"] == "Bearer <redacted>"
+        assert f.request.headers["x-api-key"] == "<redacted>"
+        assert f.request.query["key"] == "<redacted>"
+        buf = io.BytesIO()
+        mio.FlowWriter(buf).add(f)
+        assert b"PLANTED" not in buf.getvalue()
+
+
+async def test_redaction_can_be_turned_off() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, usage_redact_secrets=False)
+        f = llm_flow(FOUNDING_JSON, "application/json")
+        f.request.headers["authorization"] = "Bearer sk-live-PLANTED"
+        await tctx.cycle(addon, f)
+        assert f.request.headers["authorization"] == "Bearer sk-live-PLANTED"
 
 
 def test_stream_is_rewritten_in_flight_and_saved() -> None:

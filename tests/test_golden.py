@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from chunking import bytewise, chunkings
 from usagefix.dialects import DIALECTS
-from usagefix.record import build_record
-from usagefix.rewriter import StreamRewriter, rewrite_body
+from usagefix.record import build_record, rebuild_upstream
+from usagefix.rewriter import Outcome, StreamRewriter, rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 CASES = sorted(GOLDEN.glob("*/*.upstream.*"))
@@ -32,6 +32,14 @@ def stream_through(dialect: str, chunks: list[bytes]) -> tuple[bytes, StreamRewr
             out += piece
     out += b"".join(rw.finish())
     return out, rw
+
+
+def normalize_whole(dialect: str, body: bytes, suffix: str) -> tuple[bytes, Outcome]:
+    if suffix == ".sse":
+        out, rw = rewrite_stream(DIALECTS[dialect], body)
+        return out, rw.outcome
+    result = rewrite_body(DIALECTS[dialect], body)
+    return (body if result.body is None else result.body), result.outcome
 
 
 def expected_client(upstream: Path) -> bytes:
@@ -72,6 +80,12 @@ def test_golden(upstream: Path) -> None:
     # What the client got is self-consistent: every invariant holds.
     if record.usage_after:
         assert record.usage_after.violations() == []
+    # The record is enough to rebuild the upstream's body exactly.
+    assert rebuild_upstream(out, record.model_dump(mode="json")) == body
+    # Idempotence: normalizing what the client got changes nothing more.
+    again = normalize_whole(dialect, out, upstream.suffix)
+    assert again[0] == out
+    assert build_record(again[1]).status in ("unchanged", "unmeasured")
 
 
 SSE_CASES = [p for p in CASES if p.suffix == ".sse"]

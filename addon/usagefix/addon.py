@@ -17,8 +17,8 @@ from mitmproxy.addonmanager import Loader
 from usagefix.decoding import Decoder, make_decoder
 from usagefix.dialects import Dialect, detect
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
-from usagefix.record import METADATA_KEY, UsageRecord, build_record, summary
-from usagefix.rewriter import StreamRewriter, rewrite_body
+from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
+from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
 __all__ = ["UsageFix"]
 
@@ -69,13 +69,60 @@ class _Stream:
         return out + self.rewriter.finish() if not chunk else out
 
 
+# Where credentials travel. Redacted in what is saved; the upstream still gets the real ones.
+SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
+SECRET_RESPONSE_HEADERS = ("set-cookie",)
+SECRET_QUERY = ("key",)  # Gemini's ?key=
+REDACTED = "<redacted>"
+
+
+def _mask(name: str, value: str) -> str:
+    if name in ("authorization", "proxy-authorization") and " " in value.strip():
+        return value.strip().split(" ", 1)[0] + " " + REDACTED  # keep the scheme: "Bearer <redacted>"
+    return REDACTED
+
+
+def _redact_headers(headers: http.Headers, names: tuple[str, ...]) -> None:
+    for name in names:
+        values = headers.get_all(name)
+        if values and any(v != _mask(name, v) for v in values):
+            headers.set_all(name, [_mask(name, v) for v in values])
+
+
+def redact(flow: http.HTTPFlow) -> None:
+    """Mask credentials in the flow as it will be saved (request already sent, so harmless)."""
+    _redact_headers(flow.request.headers, SECRET_HEADERS)
+    for key in SECRET_QUERY:
+        if flow.request.query.get_all(key):
+            flow.request.query.set_all(key, [REDACTED] * len(flow.request.query.get_all(key)))
+    if flow.response is not None:
+        _redact_headers(flow.response.headers, SECRET_RESPONSE_HEADERS)
+    # A backup (client replay, edits) is saved with the flow: it holds the original headers too.
+    backup = getattr(flow, "_backup", None)
+    if isinstance(backup, dict) and isinstance(backup.get("request"), dict):
+        hdrs = backup["request"].get("headers")
+        if hdrs:
+            secret = {n.encode() for n in SECRET_HEADERS}
+            backup["request"]["headers"] = tuple(
+                (
+                    k,
+                    _mask(k.decode().lower(), v.decode("latin-1")).encode("latin-1")
+                    if k.lower() in secret
+                    else v,
+                )
+                for k, v in hdrs
+            )
+
+
 class UsageFix:
     """Rewrites the usage of LLM responses into normalized, self-consistent, cumulative totals."""
 
     def __init__(self) -> None:
         self.max_event_bytes = DEFAULT_MAX_EVENT_BYTES
+        self.redact_secrets = True
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
         self._dialects: weakref.WeakKeyDictionary[http.HTTPFlow, Dialect] = weakref.WeakKeyDictionary()
+        self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -84,6 +131,13 @@ class UsageFix:
             DEFAULT_MAX_EVENT_BYTES,
             "The largest streamed event (in bytes) held back to be parsed; a larger one is forwarded "
             "untouched and flagged.",
+        )
+        loader.add_option(
+            "usage_redact_secrets",
+            bool,
+            True,
+            "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
+            "parameters) in saved flows. The upstream always receives the real ones.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -94,12 +148,15 @@ class UsageFix:
                     f"usage_max_event_bytes must be at least {MIN_EVENT_BYTES}, not {value}"
                 )
             self.max_event_bytes = value
+        if "usage_redact_secrets" in updated:
+            self.redact_secrets = ctx.options.usage_redact_secrets
 
     # -- request -------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
+        self._in_flight.add(flow)
         dialect = detect(flow.request.method, flow.request.path)
         if dialect is None:
             return
@@ -139,38 +196,35 @@ class UsageFix:
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
         dialect = self._dialects.pop(flow, None)
-        resp = flow.response
-        if dialect is None or resp is None or not flow.live:
-            return
-        stream = resp.stream
-        if isinstance(stream, _Stream):
-            stream.recorded = True
-            resp.raw_content = bytes(stream.sent)
-            self._record(
-                flow, build_record(stream.rewriter.outcome, content_encoding=stream.content_encoding)
-            )
-            return
-        if resp.stream or not 200 <= resp.status_code < 300:
-            return
-        media = _media_type(resp)
-        body = resp.get_content(strict=False)
-        if body is None:
-            return
-        if media == "text/event-stream":
-            # A buffered stream: a server-replayed recording, or one mitmproxy did not stream.
-            rw = StreamRewriter(dialect, self.max_event_bytes)
-            new = b"".join([*rw.feed(body), *rw.finish()])
-            if new != body:
-                resp.content = new
-            self._record(flow, build_record(rw.outcome))
-        elif media == "application/json" or media.endswith("+json"):
-            result = rewrite_body(dialect, body)
-            if result.body is not None:
-                resp.content = result.body
-            self._record(flow, build_record(result.outcome))
+        try:
+            resp = flow.response
+            if resp is None:
+                return
+            stream = resp.stream
+            if isinstance(stream, _Stream):
+                stream.recorded = True
+                resp.raw_content = bytes(stream.sent)
+                self._record(
+                    flow, build_record(stream.rewriter.outcome, content_encoding=stream.content_encoding)
+                )
+            elif not flow.live or flow.is_replay == "response":
+                # A flow loaded from a file, or a recorded response served again: normalize the
+                # upstream's original anew (idempotent on a file written with the addon).
+                dialect = detect(flow.request.method, flow.request.path)
+                if dialect is not None:
+                    self._rewrite_whole(flow, dialect, recorded=True)
+            elif dialect is not None and not resp.stream:
+                self._rewrite_whole(flow, dialect, recorded=False)
+        finally:
+            self._in_flight.discard(flow)
+            if self.redact_secrets:
+                redact(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._dialects.pop(flow, None)
+        self._in_flight.discard(flow)
+        if self.redact_secrets:
+            redact(flow)
         resp = flow.response
         if resp is None or not isinstance(resp.stream, _Stream) or resp.stream.recorded:
             return
@@ -184,7 +238,54 @@ class UsageFix:
             self._record(flow, build_record(rw.outcome, content_encoding=stream.content_encoding))
             return
         msg = flow.error.msg if flow.error else "stream interrupted"
-        self._record(flow, build_record(rw.outcome, cut_off=msg, content_encoding=stream.content_encoding))
+        record = build_record(
+            rw.outcome, cut_off=msg, content_encoding=stream.content_encoding, held_back=rw.pending_bytes()
+        )
+        self._record(flow, record)
+
+    def done(self) -> None:
+        # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
+        if self.redact_secrets:
+            for flow in list(self._in_flight):
+                redact(flow)
+
+    def _rewrite_whole(self, flow: http.HTTPFlow, dialect: Dialect, *, recorded: bool) -> None:
+        """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
+        resp = flow.response
+        assert resp is not None
+        if not 200 <= resp.status_code < 300:
+            return
+        media = _media_type(resp)
+        streamed = media == "text/event-stream"
+        if not streamed and media != "application/json" and not media.endswith("+json"):
+            return
+        body = resp.get_content(strict=False)
+        if body is None:
+            return
+        old = flow.metadata.get(METADATA_KEY) if recorded else None
+        if isinstance(old, dict):
+            try:
+                body = rebuild_upstream(body, old)
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                logger.warning(
+                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved", flow.id, e
+                )
+        if streamed:
+            cut = recorded and flow.error is not None and (old or {}).get("error") == flow.error.msg
+            new, rw = rewrite_stream(dialect, body, complete=not cut, max_event_bytes=self.max_event_bytes)
+            record = build_record(
+                rw.outcome,
+                cut_off=flow.error.msg if cut and flow.error else None,
+                content_encoding=(old or {}).get("content_encoding"),
+                held_back=rw.pending_bytes() if cut else b"",
+            )
+        else:
+            result = rewrite_body(dialect, body)
+            new = body if result.body is None else result.body
+            record = build_record(result.outcome)
+        if new != resp.get_content(strict=False):
+            resp.content = new
+        self._record(flow, record)
 
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
         flow.metadata[METADATA_KEY] = record.model_dump(mode="json")

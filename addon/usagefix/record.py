@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict
 from usagefix.rewriter import Outcome
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["METADATA_KEY", "SCHEMA_VERSION", "UsageRecord", "build_record", "flat_diff", "summary"]
+__all__ = [
+    "METADATA_KEY",
+    "SCHEMA_VERSION",
+    "UsageRecord",
+    "build_record",
+    "flat_diff",
+    "rebuild_upstream",
+    "summary",
+]
 
 METADATA_KEY = "usagefix"
 SCHEMA_VERSION = 1
@@ -71,6 +79,9 @@ class UsageRecord(_Strict):
     """Why the response passed through untouched, or why it was cut off."""
     content_encoding: str | None = None
     """The upstream's content-encoding, when we decoded it for the client."""
+    held_back: str | None = None
+    """The unfinished event the upstream had begun when the stream was cut off: never forwarded.
+    (Exact unless the cut fell inside a multi-byte character.)"""
 
 
 def _status(out: Outcome) -> Status:
@@ -82,7 +93,7 @@ def _status(out: Outcome) -> Status:
 
 
 def build_record(
-    out: Outcome, *, cut_off: str | None = None, content_encoding: str | None = None
+    out: Outcome, *, cut_off: str | None = None, content_encoding: str | None = None, held_back: bytes = b""
 ) -> UsageRecord:
     """The record of a finished (or, with `cut_off`, interrupted) response."""
     t = out.tally
@@ -116,7 +127,23 @@ def build_record(
         events=out.events if out.streamed else None,
         error=out.error or cut_off,
         content_encoding=content_encoding,
+        held_back=held_back.decode("utf-8", "backslashreplace") if held_back else None,
     )
+
+
+def rebuild_upstream(client_body: bytes, record: Mapping[str, Any]) -> bytes:
+    """The body the upstream sent, from the body the client received and the record of changes.
+
+    Raises `ValueError` when the record does not match the body (it was edited since).
+    """
+    body = client_body
+    for ch in sorted(record.get("changes") or [], key=lambda c: int(c["offset"]), reverse=True):
+        off, rewritten, original = int(ch["offset"]), ch["rewritten"].encode(), ch["original"].encode()
+        if body[off : off + len(rewritten)] != rewritten:
+            raise ValueError(f"the record's change at byte {off} does not match the body")
+        body = body[:off] + original + body[off + len(rewritten) :]
+    held = record.get("held_back")
+    return body + held.encode() if held else body
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from usagefix.dialects import Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
 from usagefix.normalize import UsageShapeError
 
-__all__ = ["BodyRewrite", "EventChange", "StreamRewriter", "rewrite_body"]
+__all__ = ["BodyRewrite", "EventChange", "StreamRewriter", "rewrite_body", "rewrite_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class StreamRewriter:
     def pending(self) -> int:
         """Bytes held back, waiting for the end of their event."""
         return self._framer.pending
+
+    def pending_bytes(self) -> bytes:
+        """The held-back bytes themselves (never forwarded if the stream is cut off now)."""
+        return self._framer.pending_bytes()
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Take a chunk; return the bytes that can go to the client now (never an empty piece)."""
@@ -171,3 +175,18 @@ def rewrite_body(dialect: Dialect, body: bytes) -> BodyRewrite:
         return BodyRewrite(None, out)
     out.changes.append(EventChange(0, 0, text, new))
     return BodyRewrite(new.encode("utf-8"), out)
+
+
+def rewrite_stream(
+    dialect: Dialect, body: bytes, *, complete: bool = True, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[bytes, StreamRewriter]:
+    """Rewrite a whole recorded stream at once, as if it had arrived in one chunk.
+
+    With `complete=False` (the stream was cut off), the unfinished tail stays held, as it was
+    live: `rewriter.pending_bytes()` has it. Never raises.
+    """
+    rw = StreamRewriter(dialect, max_event_bytes)
+    out = rw.feed(body)
+    if complete:
+        out += rw.finish()
+    return b"".join(out), rw
