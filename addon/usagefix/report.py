@@ -14,6 +14,21 @@ from usagefix.record import flat_diff
 __all__ = ["render_record"]
 
 _CANONICAL = ("input_total", "cache_read", "cache_write", "output_total", "reasoning", "total")
+# Flow files do not keep key order (tnetstring), so usage fields are shown in this order, then the
+# rest alphabetically.
+_HEADLINES = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+
+
+def _order(key: str) -> tuple[int, str]:
+    return (_HEADLINES.index(key), "") if key in _HEADLINES else (len(_HEADLINES), key)
 
 
 def _cell(v: Any) -> str:
@@ -50,7 +65,7 @@ def render_record(rec: Mapping[str, Any]) -> str:
         changed = {k for k, _, _ in flat_diff(upstream, emitted)}
         a, b = _flat(upstream), _flat(emitted)
         rows = [("usage field", "upstream", "client", "")]
-        for k in dict.fromkeys([*a, *b]):
+        for k in sorted({*a, *b}, key=_order):
             rows.append((k, _cell(a.get(k)), _cell(b.get(k)), "◀ changed" if k in changed else ""))
         lines += ["", *_table(rows)]
 

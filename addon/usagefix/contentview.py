@@ -1,0 +1,41 @@
+"""The "usage diff" contentview: a response's record, rendered beside its body in mitmweb.
+
+Registered by the addon script. `auto` picks it for rewritten responses only; any response with a
+record can show it when chosen by name.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import contentviews
+
+from usagefix.record import METADATA_KEY
+from usagefix.report import render_record
+
+__all__ = ["UsageDiffContentview"]
+
+
+def _record(metadata: contentviews.Metadata) -> dict[str, object] | None:
+    flow = metadata.flow
+    if flow is None or metadata.http_message is None:
+        return None
+    if metadata.http_message is not getattr(flow, "response", None):
+        return None
+    rec = flow.metadata.get(METADATA_KEY)
+    return rec if isinstance(rec, dict) else None
+
+
+class UsageDiffContentview(contentviews.Contentview):
+    @property
+    def name(self) -> str:
+        return "usage diff"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        rec = _record(metadata)
+        if rec is None:
+            raise ValueError("no usagefix record on this response")
+        return render_record(rec)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        rec = _record(metadata)
+        # Above the JSON and SSE views (at most 1), for rewritten responses only.
+        return 2.0 if rec is not None and rec.get("status") == "rewritten" else -1
