@@ -39,7 +39,7 @@ def diff(paths: Sequence[Path], *, as_json: bool, everything: bool) -> int:
         for flow, rec in records(path, everything=everything):
             found += 1
             if as_json:
-                row = {"file": str(path), "flow_id": flow.id, "method": flow.request.method}
+                row: dict[str, Any] = {"file": str(path), "flow_id": flow.id, "method": flow.request.method}
                 row |= {"url": flow.request.pretty_url, "comment": flow.comment, "record": rec}
                 print(json.dumps(row, ensure_ascii=False))
             else:
