@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return diff(args.files, as_json=args.json, everything=args.all)
+    except BrokenPipeError:  # `usagefix diff FILE | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (OSError, exceptions.FlowReadException) as e:
         print(f"usagefix: {e}", file=sys.stderr)
         return 2
