@@ -13,6 +13,7 @@ from typing import Any
 from usagefix.usage import CanonicalUsage
 
 __all__ = [
+    "Declared",
     "ExclusiveReport",
     "Fired",
     "InclusiveReport",
@@ -100,8 +101,22 @@ class InclusiveReport:
     """The upstream's own `total_tokens`, kept to detect the R1 tell and I3 violations."""
 
 
-def normalize_inclusive(r: InclusiveReport, reader: Reader | None = None) -> Outcome:
-    """Repair an inclusive (OpenAI-shaped) report: R1, R2, R5, then I1–I3 hold."""
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What a profile says about how an upstream counts (None: unknown, prove it or leave it)."""
+
+    cache_reads: str | None = None
+    cache_writes: str | None = None
+    reasoning: str | None = None
+
+
+def normalize_inclusive(
+    r: InclusiveReport, reader: Reader | None = None, declared: Declared = Declared()
+) -> Outcome:
+    """Repair an inclusive (OpenAI-shaped) report: R1, R2, R3, R5, then I1–I3 hold.
+
+    A repair applies when the numbers prove it, or when a profile declares it (`declared`).
+    """
     fired = list(reader.fired) if reader else []
     anomalies = list(reader.anomalies) if reader else []
     before = CanonicalUsage(
@@ -111,52 +126,64 @@ def normalize_inclusive(r: InclusiveReport, reader: Reader | None = None) -> Out
         output_total=r.completion,
         reasoning=r.reasoning,
     )
-    input_total = r.prompt
-    output_total = r.completion
-    if r.cache_read > input_total:
-        # R1: cached tokens are a subset of prompt_tokens under the spec, so this can only mean
-        # the upstream left cache reads out (the CLIProxyAPI Dec-2025..Mar-2026 translator).
-        input_total = r.prompt + r.cache_read
-        fired.append(
-            Fired(
-                "R1", "cache reads were left out of prompt_tokens", {"input_total": (r.prompt, input_total)}
-            )
-        )
-        anomalies.append("exclusive_prompt_repaired")
+    input_total, output_total = r.prompt, r.completion
+
+    def fire(rule: str, reason: str, name: str, old: int, new: int) -> None:
+        fired.append(Fired(rule, reason, {name: (old, new)}))
+
+    # R1: cached tokens are a subset of prompt_tokens under the spec, so more cache reads than
+    # prompt can only mean the upstream left them out (the CLIProxyAPI Dec-2025..Mar-2026 translator).
+    r1 = None
+    if r.cache_read > r.prompt:
+        r1 = "cache reads were left out of prompt_tokens"
+    elif r.cache_read and declared.cache_reads == "excluded":
+        r1 = "cache reads were left out of prompt_tokens (declared by the upstream's profile)"
     elif (
         r.cache_read
+        and declared.cache_reads != "included"
         and r.total is not None
         and r.total == r.prompt + r.completion + r.cache_read
-        and r.total != r.prompt + r.completion
     ):
-        # R1, by the total's tell: the upstream's own total counts cache reads beside prompt_tokens.
+        r1 = "cache reads were left out of prompt_tokens (total_tokens counts them beside it)"
+    if r1:
         input_total = r.prompt + r.cache_read
-        fired.append(
-            Fired(
-                "R1",
-                "cache reads were left out of prompt_tokens (total_tokens counts them beside it)",
-                {"input_total": (r.prompt, input_total)},
-            )
-        )
+        fire("R1", r1, "input_total", r.prompt, input_total)
         anomalies.append("exclusive_prompt_repaired")
+
+    # R2: reads fit, reads + writes do not: cache writes were left out (old LiteLLM transform).
+    r2 = None
     if r.cache_read + r.cache_write > input_total:
-        # R2: reads fit, reads + writes do not: cache writes were left out (old LiteLLM transform).
-        old = input_total
+        r2 = "cache writes were left out of prompt_tokens"
+    elif r.cache_write and declared.cache_writes == "excluded":
+        r2 = "cache writes were left out of prompt_tokens (declared by the upstream's profile)"
+    if r2:
+        fire("R2", r2, "input_total", input_total, input_total + r.cache_write)
         input_total += r.cache_write
-        fired.append(
-            Fired("R2", "cache writes were left out of prompt_tokens", {"input_total": (old, input_total)})
-        )
-    if r.reasoning > output_total:
-        # R5: reasoning is a subset of completion_tokens; more reasoning than completion means the
-        # upstream reported it beside completion (xAI direct).
+
+    # R3: the upstream's total counts reasoning (and tool-use prompt tokens) that completion and
+    # prompt leave out: Gemini translated to OpenAI, where candidates exclude thoughts.
+    gap = (r.total - input_total - output_total) if r.total is not None else 0
+    if r.reasoning and declared.reasoning != "included" and gap >= r.reasoning:
+        output_total += r.reasoning
+        fire("R3", "reasoning tokens were left out of completion_tokens (total_tokens counts them)",
+             "output_total", r.completion, output_total)  # fmt: skip
+        if gap > r.reasoning:
+            fire("R3", "tool-use prompt tokens were left out of prompt_tokens (total_tokens counts them)",
+                 "input_total", input_total, input_total + gap - r.reasoning)  # fmt: skip
+            input_total += gap - r.reasoning
+    elif r.reasoning > output_total or (r.reasoning and declared.reasoning == "excluded"):
+        # R5: reasoning is a subset of completion_tokens; more reasoning than completion means
+        # the upstream reported it beside completion (xAI direct).
         output_total = r.completion + r.reasoning
-        fired.append(
-            Fired(
-                "R5",
-                "reasoning tokens were left out of completion_tokens",
-                {"output_total": (r.completion, output_total)},
-            )
+        why = "" if r.reasoning > r.completion else " (declared by the upstream's profile)"
+        fire(
+            "R5",
+            "reasoning tokens were left out of completion_tokens" + why,
+            "output_total",
+            r.completion,
+            output_total,
         )
+
     after = before.model_copy(update={"input_total": input_total, "output_total": output_total})
     if r.total is not None and r.total != after.total:
         fired.append(Fired("I3", "total_tokens is prompt + completion", {"total": (r.total, after.total)}))

@@ -108,6 +108,7 @@ def build_record(
         anomalies.append("no_final_usage")
     return UsageRecord(
         dialect=out.dialect,
+        profile=out.profile,
         streamed=out.streamed,
         status=_status(out),
         final_seen=t.final_seen,

@@ -11,7 +11,7 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 
-from usagefix.dialects import Dialect, Tally
+from usagefix.dialects import Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
 from usagefix.normalize import UsageShapeError
 
@@ -38,6 +38,7 @@ class Outcome:
 
     dialect: str
     streamed: bool
+    profile: str | None = None
     tally: Tally = field(default_factory=Tally)
     changes: list[EventChange] = field(default_factory=list)
     error: str | None = None
@@ -55,11 +56,13 @@ def _describe(exc: BaseException) -> str:
 class StreamRewriter:
     """Rewrites an SSE stream incrementally; any chunking gives the same output as the whole."""
 
-    def __init__(self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, ctx: Context = Context()
+    ) -> None:
         self.dialect = dialect
-        self.outcome = Outcome(dialect.name, streamed=True)
+        self.outcome = Outcome(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
         self._framer = SSEFramer(max_event_bytes)
-        self._session = dialect.stream_session(self.outcome.tally)
+        self._session = dialect.stream_session(self.outcome.tally, ctx)
         self._sent = 0  # bytes returned so far, for change offsets
         self._failed = False
 
@@ -114,7 +117,8 @@ class StreamRewriter:
                 out.oversize_events += 1
             elif not self._failed and session.might_carry_usage(raw):
                 raw = self._rewrite_event(raw)
-            pieces.append(raw)
+            if raw:
+                pieces.append(raw)
             self._sent += len(raw)
             out.events += 1
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
@@ -128,7 +132,7 @@ class StreamRewriter:
             new = self._session.rewrite_event(name, data)
             if new is None:
                 return raw
-            rewritten = replace_data(raw, new)
+            rewritten = replace_data(raw, new) if new else b""  # "" drops the whole event
         except UsageShapeError as e:
             out.tally.flag(f"invalid_usage: {e}")
             return raw
@@ -155,12 +159,12 @@ class BodyRewrite:
     outcome: Outcome
 
 
-def rewrite_body(dialect: Dialect, body: bytes) -> BodyRewrite:
+def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = Context()) -> BodyRewrite:
     """Rewrite the usage of a whole JSON body; never raises."""
-    out = Outcome(dialect.name, streamed=False)
+    out = Outcome(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
         text = body.decode("utf-8")
-        new = dialect.rewrite_json(text, out.tally)
+        new = dialect.rewrite_json(text, out.tally, ctx)
     except UsageShapeError as e:
         out.tally.flag(f"invalid_usage: {e}")
         return BodyRewrite(None, out)
@@ -178,14 +182,19 @@ def rewrite_body(dialect: Dialect, body: bytes) -> BodyRewrite:
 
 
 def rewrite_stream(
-    dialect: Dialect, body: bytes, *, complete: bool = True, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    dialect: Dialect,
+    body: bytes,
+    *,
+    complete: bool = True,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ctx: Context = Context(),
 ) -> tuple[bytes, StreamRewriter]:
     """Rewrite a whole recorded stream at once, as if it had arrived in one chunk.
 
     With `complete=False` (the stream was cut off), the unfinished tail stays held, as it was
     live: `rewriter.pending_bytes()` has it. Never raises.
     """
-    rw = StreamRewriter(dialect, max_event_bytes)
+    rw = StreamRewriter(dialect, max_event_bytes, ctx)
     out = rw.feed(body)
     if complete:
         out += rw.finish()

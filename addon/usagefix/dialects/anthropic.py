@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Tally
+from usagefix.dialects.base import Context, Tally
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import ExclusiveReport, Fired, Outcome, Reader, normalize_exclusive
 
@@ -58,23 +58,28 @@ class Anthropic:
     name = "anthropic"
     end_marker = b"message_stop"
 
-    def rewrite_json(self, text: str, tally: Tally) -> str | None:
+    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
         if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
             return None
         usage = obj["usage"]
         report, reader = read_report(usage)
-        emitted = _clamped(usage, reader)
+        emitted = None if _observe_only(ctx) else _clamped(usage, reader)
         tally.observe(normalize_exclusive(report, reader), usage, emitted, final=True)
         return None if emitted is None else replace_at(text, ["usage"], emitted)
 
-    def stream_session(self, tally: Tally) -> _MessagesStream:
-        return _MessagesStream(tally)
+    def stream_session(self, tally: Tally, ctx: Context) -> _MessagesStream:
+        return _MessagesStream(tally, ctx)
+
+
+def _observe_only(ctx: Context) -> bool:
+    return ctx.profile is not None and ctx.profile.observe_only
 
 
 class _MessagesStream:
-    def __init__(self, tally: Tally) -> None:
+    def __init__(self, tally: Tally, ctx: Context) -> None:
         self.tally = tally
+        self.observe_only = _observe_only(ctx)
         # The cumulative snapshot so far: the fields of message_start's usage, each replaced by
         # the later message_delta that carries it (R4: replace, never add).
         self.snapshot: dict[str, Any] = {}
@@ -93,8 +98,8 @@ class _MessagesStream:
             if not isinstance(usage, dict):
                 return None
             report, reader = read_report(usage)
-            emitted = _clamped(usage, reader)
-            self.snapshot.update(emitted or usage)
+            emitted = None if self.observe_only else _clamped(usage, reader)
+            self.snapshot.update(_clamped(usage, reader) or usage)
             self.tally.observe(normalize_exclusive(report, reader), usage, emitted, final=False)
             return None if emitted is None else replace_at(data, ["message", "usage"], emitted)
         if kind == "message_delta":
@@ -127,7 +132,7 @@ class _MessagesStream:
             }
             reason = "message_delta lacked " + ", ".join(missing) + "; carried over from message_start"
             fired.append(Fired("R4", reason, changes))
-        result = None if emitted == usage else emitted
+        result = None if emitted == usage or self.observe_only else emitted
         outcome = Outcome(before, merged.after, merged.fired, (*own_reader.anomalies, *merged.anomalies))
         self.tally.observe(outcome, usage, result, final=True, extra=tuple(fired))
         return None if result is None else replace_at(data, ["usage"], result)

@@ -6,9 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from usagefix.normalize import Fired, Outcome
+from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["Dialect", "StreamSession", "Tally"]
+__all__ = ["Context", "Dialect", "StreamSession", "Tally"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What is known about a response before its body: the matched profile, the request's model."""
+
+    profile: Profile | None = None
+    model: str | None = None
+    strip_usage_chunk: bool = False
+    """We asked the upstream for usage the client did not ask for: drop it from the client's stream."""
 
 
 @dataclass
@@ -77,8 +88,8 @@ class Dialect(Protocol):
     end_marker: bytes
     """Bytes in the last event of a complete stream (`[DONE]`, `message_stop`)."""
 
-    def rewrite_json(self, text: str, tally: Tally) -> str | None:
+    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""
         ...
 
-    def stream_session(self, tally: Tally) -> StreamSession: ...
+    def stream_session(self, tally: Tally, ctx: Context) -> StreamSession: ...

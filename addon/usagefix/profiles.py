@@ -1,0 +1,129 @@
+"""Upstream profiles: what an upstream gets wrong, for what cannot be proven from one response.
+
+A profile matches requests by host, path and model (shell-style globs) and may force a dialect and
+declare how the upstream counts. Users write them in a TOML file named by the `usage_profiles`
+option; built-in ones cover the known cases of the reference (usage-semantics §5, §6.6):
+
+    [[profile]]
+    name = "cliproxy-claude"
+    host = "127.0.0.1:8317"
+    model = "claude-*"
+    prompt_cache_reads = "excluded"   # prompt_tokens leaves cache reads out: R1 even when they fit
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["BUILTIN_PROFILES", "Profile", "ProfileError", "ProfileSet", "load_profiles"]
+
+Counting = Literal["included", "excluded"]
+DialectName = Literal["openai_chat", "openai_responses", "anthropic", "gemini", "bedrock"]
+
+
+class Profile(BaseModel):
+    """One upstream, and how it counts where a response alone cannot tell."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    name: str
+    """Shown in records (`profile`) and logs."""
+    host: str | None = None
+    """Glob on the upstream's `host` or `host:port` (e.g. `api.x.ai`, `127.0.0.1:8317`, `*.openai.azure.com`)."""
+    path: str | None = None
+    """Glob on the request path without its query (e.g. `*/chat/completions`)."""
+    model: str | None = None
+    """Glob on the request body's `model` (e.g. `claude-*`)."""
+    dialect: DialectName | None = None
+    """Force this dialect instead of detecting it from the path."""
+    prompt_cache_reads: Counting | None = None
+    """Whether the upstream's prompt/input count includes cache reads. `excluded` makes R1 apply
+    even when the cache reads fit inside the prompt count (the ambiguous case)."""
+    prompt_cache_writes: Counting | None = None
+    """Whether the prompt/input count includes cache writes. `excluded` makes R2 apply always."""
+    completion_reasoning: Counting | None = None
+    """Whether the completion/output count includes reasoning. `excluded` adds reasoning (R5)."""
+    observe_only: bool = False
+    """Record usage, never rewrite it."""
+
+    def matches(self, host: str, port: int, path: str, model: str | None) -> bool:
+        if self.host is not None and not (
+            fnmatch.fnmatchcase(host.lower(), self.host.lower())
+            or fnmatch.fnmatchcase(f"{host}:{port}".lower(), self.host.lower())
+        ):
+            return False
+        if self.path is not None and not fnmatch.fnmatchcase(path.split("?", 1)[0], self.path):
+            return False
+        if self.model is not None and (model is None or not fnmatch.fnmatchcase(model, self.model)):
+            return False
+        return True
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile: list[Profile] = []
+
+
+BUILTIN_PROFILES: tuple[Profile, ...] = (
+    # xAI's own API reports reasoning beside completion_tokens (§5); through OpenRouter it does not.
+    Profile(name="xai", host="api.x.ai", completion_reasoning="excluded"),
+    Profile(
+        name="openai", host="api.openai.com", prompt_cache_reads="included", completion_reasoning="included"
+    ),
+    Profile(
+        name="openrouter",
+        host="openrouter.ai",
+        prompt_cache_reads="included",
+        completion_reasoning="included",
+    ),
+    Profile(name="deepseek", host="api.deepseek.com", prompt_cache_reads="included"),
+    Profile(name="azure-openai", host="*.openai.azure.com", prompt_cache_reads="included"),
+)
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file, key and line."""
+
+
+def _line_of(text: str, key: str) -> int | None:
+    m = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def load_profiles(path: Path) -> list[Profile]:
+    """Read and validate a profile file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ProfileError(f"cannot read usage profiles {path}: {e.strerror}") from e
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: {e}") from e
+    try:
+        return _File.model_validate(data).profile
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = [str(p) for p in err["loc"]]
+            key = next((p for p in reversed(loc) if not p.isdigit()), "")
+            line = _line_of(text, key) if key else None
+            where = ".".join(loc) + (f" (line {line})" if line else "")
+            problems.append(f"{where}: {err['msg']}")
+        raise ProfileError(f"{path}: " + "; ".join(problems)) from e
+
+
+class ProfileSet:
+    """User profiles first (in file order), then the built-in ones; the first match wins."""
+
+    def __init__(self, user: list[Profile] | None = None) -> None:
+        self.profiles = [*(user or []), *BUILTIN_PROFILES]
+
+    def match(self, host: str, port: int, path: str, model: str | None) -> Profile | None:
+        return next((p for p in self.profiles if p.matches(host, port, path, model)), None)
