@@ -35,7 +35,7 @@ class Profile(BaseModel):
     name: str
     """Shown in records (`profile`) and logs."""
     host: str | None = None
-    """Glob on the upstream's `host` or `host:port` (e.g. `api.x.ai`, `127.0.0.1:8317`, `*.openai.azure.com`)."""
+    """Glob on the upstream's `host` or `host:port` (`api.x.ai`, `127.0.0.1:8317`, `*.openai.azure.com`)."""
     path: str | None = None
     """Glob on the request path without its query (e.g. `*/chat/completions`)."""
     model: str | None = None

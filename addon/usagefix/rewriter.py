@@ -11,7 +11,7 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 
-from usagefix.dialects import Context, Dialect, Tally
+from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
 from usagefix.normalize import UsageShapeError
 
@@ -57,7 +57,7 @@ class StreamRewriter:
     """Rewrites an SSE stream incrementally; any chunking gives the same output as the whole."""
 
     def __init__(
-        self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, ctx: Context = Context()
+        self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, ctx: Context = NO_CONTEXT
     ) -> None:
         self.dialect = dialect
         self.outcome = Outcome(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
@@ -159,7 +159,7 @@ class BodyRewrite:
     outcome: Outcome
 
 
-def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = Context()) -> BodyRewrite:
+def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT) -> BodyRewrite:
     """Rewrite the usage of a whole JSON body; never raises."""
     out = Outcome(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
@@ -187,7 +187,7 @@ def rewrite_stream(
     *,
     complete: bool = True,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    ctx: Context = Context(),
+    ctx: Context = NO_CONTEXT,
 ) -> tuple[bytes, StreamRewriter]:
     """Rewrite a whole recorded stream at once, as if it had arrived in one chunk.
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from usagefix.dialects.anthropic import Anthropic
-from usagefix.dialects.base import Context, Dialect, StreamSession, Tally
+from usagefix.dialects.base import NO_CONTEXT, Context, Dialect, StreamSession, Tally
 from usagefix.dialects.openai_chat import OpenAIChat
 
-__all__ = ["DIALECTS", "Context", "Dialect", "StreamSession", "Tally", "detect"]
+__all__ = ["DIALECTS", "NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally", "detect"]
 
 OPENAI_CHAT = OpenAIChat()
 ANTHROPIC = Anthropic()

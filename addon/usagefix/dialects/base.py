@@ -9,7 +9,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["Context", "Dialect", "StreamSession", "Tally"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,9 @@ class Context:
     model: str | None = None
     strip_usage_chunk: bool = False
     """We asked the upstream for usage the client did not ask for: drop it from the client's stream."""
+
+
+NO_CONTEXT = Context()
 
 
 @dataclass
