@@ -232,7 +232,7 @@ class UsageFix:
         stream.recorded = True
         resp.raw_content = bytes(stream.sent)
         rw = stream.rewriter
-        if rw.pending == 0 and rw.dialect.end_marker in stream.sent[-256:]:
+        if rw.ended:
             # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
             # often before the upstream's end of body): a complete response, not a cut-off one.
             self._record(flow, build_record(rw.outcome, content_encoding=stream.content_encoding))

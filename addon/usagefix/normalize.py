@@ -110,12 +110,20 @@ class Declared:
     reasoning: str | None = None
 
 
+NOTHING_DECLARED = Declared()
+
+
 def normalize_inclusive(
-    r: InclusiveReport, reader: Reader | None = None, declared: Declared = Declared()
+    r: InclusiveReport,
+    reader: Reader | None = None,
+    declared: Declared = NOTHING_DECLARED,
+    *,
+    from_gemini: bool = False,
 ) -> Outcome:
     """Repair an inclusive (OpenAI-shaped) report: R1, R2, R3, R5, then I1–I3 hold.
 
     A repair applies when the numbers prove it, or when a profile declares it (`declared`).
+    `from_gemini` (a Gemini model behind an OpenAI dialect) names a reasoning repair R3, not R5.
     """
     fired = list(reader.fired) if reader else []
     anomalies = list(reader.anomalies) if reader else []
@@ -160,12 +168,14 @@ def normalize_inclusive(
         fire("R2", r2, "input_total", input_total, input_total + r.cache_write)
         input_total += r.cache_write
 
-    # R3: the upstream's total counts reasoning (and tool-use prompt tokens) that completion and
-    # prompt leave out: Gemini translated to OpenAI, where candidates exclude thoughts.
+    # R3 / R5: the upstream's total counts reasoning (and, for Gemini, tool-use prompt tokens)
+    # that completion and prompt leave out: Gemini translated to OpenAI (candidates exclude
+    # thoughts: R3), or xAI's own API (R5).
     gap = (r.total - input_total - output_total) if r.total is not None else 0
     if r.reasoning and declared.reasoning != "included" and gap >= r.reasoning:
         output_total += r.reasoning
-        fire("R3", "reasoning tokens were left out of completion_tokens (total_tokens counts them)",
+        rule = "R3" if from_gemini or gap > r.reasoning else "R5"
+        fire(rule, "reasoning tokens were left out of completion_tokens (total_tokens counts them)",
              "output_total", r.completion, output_total)  # fmt: skip
         if gap > r.reasoning:
             fire("R3", "tool-use prompt tokens were left out of prompt_tokens (total_tokens counts them)",

@@ -65,11 +65,17 @@ class StreamRewriter:
         self._session = dialect.stream_session(self.outcome.tally, ctx)
         self._sent = 0  # bytes returned so far, for change offsets
         self._failed = False
+        self._last = b""  # the last event forwarded, to tell a finished stream from a cut one
 
     @property
     def pending(self) -> int:
         """Bytes held back, waiting for the end of their event."""
         return self._framer.pending
+
+    @property
+    def ended(self) -> bool:
+        """Whether the dialect's last event (`[DONE]`, `message_stop`, …) has been forwarded."""
+        return self._framer.pending == 0 and any(m in self._last for m in self.dialect.end_markers)
 
     def pending_bytes(self) -> bytes:
         """The held-back bytes themselves (never forwarded if the stream is cut off now)."""
@@ -119,6 +125,7 @@ class StreamRewriter:
                 raw = self._rewrite_event(raw)
             if raw:
                 pieces.append(raw)
+                self._last = raw
             self._sent += len(raw)
             out.events += 1
         return [b"".join(pieces)] if len(pieces) > 1 else pieces

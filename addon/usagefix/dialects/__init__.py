@@ -5,12 +5,14 @@ from __future__ import annotations
 from usagefix.dialects.anthropic import Anthropic
 from usagefix.dialects.base import NO_CONTEXT, Context, Dialect, StreamSession, Tally
 from usagefix.dialects.openai_chat import OpenAIChat
+from usagefix.dialects.openai_responses import OpenAIResponses
 
 __all__ = ["DIALECTS", "NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally", "detect"]
 
 OPENAI_CHAT = OpenAIChat()
+OPENAI_RESPONSES = OpenAIResponses()
 ANTHROPIC = Anthropic()
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI_CHAT, ANTHROPIC)}
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC)}
 
 
 def detect(method: str, path: str) -> Dialect | None:
@@ -24,6 +26,8 @@ def detect(method: str, path: str) -> Dialect | None:
     p = path.split("?", 1)[0].rstrip("/")
     if p.endswith("/chat/completions"):
         return OPENAI_CHAT
+    if p.endswith("/responses"):
+        return OPENAI_RESPONSES
     if p.endswith("/messages"):  # not /messages/count_tokens, /messages/batches
         return ANTHROPIC
     return None

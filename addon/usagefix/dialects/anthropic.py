@@ -56,7 +56,7 @@ def _clamped(usage: Mapping[str, Any], reader: Reader) -> dict[str, Any] | None:
 
 class Anthropic:
     name = "anthropic"
-    end_marker = b"message_stop"
+    end_markers: tuple[bytes, ...] = (b"message_stop",)
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)

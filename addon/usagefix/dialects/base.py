@@ -88,8 +88,8 @@ class Dialect(Protocol):
     """A wire dialect: where usage lives in its bodies and streams, and its own standard."""
 
     name: str
-    end_marker: bytes
-    """Bytes in the last event of a complete stream (`[DONE]`, `message_stop`)."""
+    end_markers: tuple[bytes, ...]
+    """Bytes found in the last event of a complete stream (`[DONE]`, `message_stop`)."""
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""

@@ -152,12 +152,14 @@ def rewrite_usage(
             profile.prompt_cache_reads, profile.prompt_cache_writes, profile.completion_reasoning
         )
     report, reader = read_report(usage, shape)
-    outcome = normalize_inclusive(report, reader, declared)
+    model = ctx.model or model
+    gemini = model is not None and "gemini" in model.lower()
+    outcome = normalize_inclusive(report, reader, declared, from_gemini=gemini)
     if (
         report.cache_read
         and declared.cache_reads is None
         and not any(f.rule == "R1" for f in outcome.fired)
-        and _looks_translated(ctx.model or model)
+        and _looks_translated(model)
     ):
         # cache reads fit inside the prompt: right for an inclusive upstream, wrong for one that
         # left them out. Nothing proves which; a profile can say (`prompt_cache_reads`).

@@ -24,7 +24,7 @@ _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*nu
 
 class OpenAIChat:
     name = "openai_chat"
-    end_marker = b"[DONE]"
+    end_markers: tuple[bytes, ...] = (b"[DONE]",)
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
