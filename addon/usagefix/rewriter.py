@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
-from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
+from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, Event, Framing, make_framer
 from usagefix.normalize import UsageShapeError
 
 __all__ = ["BodyRewrite", "EventChange", "StreamRewriter", "rewrite_body", "rewrite_stream"]
@@ -57,11 +58,15 @@ class StreamRewriter:
     """Rewrites an SSE stream incrementally; any chunking gives the same output as the whole."""
 
     def __init__(
-        self, dialect: Dialect, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, ctx: Context = NO_CONTEXT
+        self,
+        dialect: Dialect,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        ctx: Context = NO_CONTEXT,
+        framing: Framing = "sse",
     ) -> None:
         self.dialect = dialect
         self.outcome = Outcome(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
-        self._framer = SSEFramer(max_event_bytes)
+        self._framer = make_framer(framing, max_event_bytes)
         self._session = dialect.stream_session(self.outcome.tally, ctx)
         self._sent = 0  # bytes returned so far, for change offsets
         self._failed = False
@@ -111,7 +116,7 @@ class StreamRewriter:
         held = self._framer.pending_bytes()
         return [held] if held else []
 
-    def _forward(self, events: list[SSEEvent]) -> list[bytes]:
+    def _forward(self, events: Sequence[Event]) -> list[bytes]:
         if not events:
             return []
         out = self.outcome
@@ -122,7 +127,7 @@ class StreamRewriter:
             if not ev.complete:
                 out.oversize_events += 1
             elif not self._failed and session.might_carry_usage(raw):
-                raw = self._rewrite_event(raw)
+                raw = self._rewrite_event(ev)
             if raw:
                 pieces.append(raw)
                 self._last = raw
@@ -130,16 +135,17 @@ class StreamRewriter:
             out.events += 1
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
 
-    def _rewrite_event(self, raw: bytes) -> bytes:
+    def _rewrite_event(self, ev: Event) -> bytes:
         out = self.outcome
+        raw = ev.raw
         try:
-            name, data = parse_fields(raw)
+            name, data = ev.payload()
             if data is None:
                 return raw
             new = self._session.rewrite_event(name, data)
             if new is None:
                 return raw
-            rewritten = replace_data(raw, new) if new else b""  # "" drops the whole event
+            rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
         except UsageShapeError as e:
             out.tally.flag(f"invalid_usage: {e}")
             return raw
@@ -195,13 +201,14 @@ def rewrite_stream(
     complete: bool = True,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ctx: Context = NO_CONTEXT,
+    framing: Framing = "sse",
 ) -> tuple[bytes, StreamRewriter]:
     """Rewrite a whole recorded stream at once, as if it had arrived in one chunk.
 
     With `complete=False` (the stream was cut off), the unfinished tail stays held, as it was
     live: `rewriter.pending_bytes()` has it. Never raises.
     """
-    rw = StreamRewriter(dialect, max_event_bytes, ctx)
+    rw = StreamRewriter(dialect, max_event_bytes, ctx, framing)
     out = rw.feed(body)
     if complete:
         out += rw.finish()

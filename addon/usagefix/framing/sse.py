@@ -37,6 +37,14 @@ class SSEEvent:
     raw: bytes
     complete: bool = True
 
+    def payload(self) -> tuple[str | None, str | None]:
+        """(event name, data) of a complete event."""
+        return parse_fields(self.raw)
+
+    def with_payload(self, data: str) -> bytes:
+        """The event's bytes with its data replaced; every other line kept."""
+        return replace_data(self.raw, data)
+
 
 def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
     """Return (event name, data) of one complete event; data lines are joined with LF.

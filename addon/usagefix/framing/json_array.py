@@ -1,0 +1,199 @@
+"""Sans-IO, push-style framer for a streamed JSON array: `[{…}\\r\\n,\\r\\n{…}]`.
+
+Gemini's `streamGenerateContent` without `alt=sse` sends one JSON array, element by element
+(usage-semantics §4.2). Each element comes out as soon as it is complete, with its exact bytes:
+the separators before it (`[`, `,`, whitespace) ride along in its `raw`, and `value` says where
+the element itself is. The closing `]` and anything after it come out as soon as they arrive.
+A body that starts with `{` is framed as a single element; anything else passes through.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from usagefix.framing.sse import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = ["ArrayElement", "JSONArrayFramer"]
+
+_STRUCTURAL = re.compile(rb'[\[\]{}"]')
+_IN_STRING = re.compile(rb'["\\]')
+_NON_WS = re.compile(rb"[^ \t\r\n]")
+_PRIMITIVE_END = re.compile(rb"[,\] \t\r\n]")
+
+_BEFORE, _BETWEEN, _VALUE, _AFTER = range(4)
+
+
+@dataclass(slots=True, frozen=True)
+class ArrayElement:
+    """A piece of the array: `raw` as on the wire, `raw[value[0]:value[1]]` the element (if any)."""
+
+    raw: bytes
+    value: tuple[int, int] | None = None
+    complete: bool = True
+
+    def payload(self) -> tuple[str | None, str | None]:
+        """(None, the element's JSON text), or (None, None) for separators and the closing bracket."""
+        if self.value is None:
+            return None, None
+        return None, self.raw[self.value[0] : self.value[1]].decode("utf-8")
+
+    def with_payload(self, data: str) -> bytes:
+        assert self.value is not None
+        return self.raw[: self.value[0]] + data.encode("utf-8") + self.raw[self.value[1] :]
+
+
+class JSONArrayFramer:
+    """Cuts a JSON array byte stream into elements; concatenating every `raw` gives the input."""
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        if max_event_bytes < 1:
+            raise ValueError("max_event_bytes must be positive")
+        self.max_event_bytes = max_event_bytes
+        self._buf = bytearray()
+        self._pos = 0  # next byte to scan
+        self._state = _BEFORE
+        self._top_level = False  # a bare `{…}` body, not an array
+        # Inside a value: where it starts in the buffer, how deep we are, and string state. The
+        # string and escape flags cross chunk boundaries: a chunk may end inside a string, or
+        # right after a backslash.
+        self._vstart = 0
+        self._depth = 0
+        self._primitive = False
+        self._in_string = False
+        self._escape = False
+        self._skipping = False  # an element over the bound is being forwarded unparsed
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def pending_bytes(self) -> bytes:
+        return bytes(self._buf)
+
+    def feed(self, chunk: bytes) -> list[ArrayElement]:
+        buf = self._buf
+        buf += chunk
+        out: list[ArrayElement] = []
+        start, i, n = 0, self._pos, len(buf)
+        while i < n:
+            if self._state == _AFTER:
+                out.append(ArrayElement(bytes(buf[start:n])))
+                start = i = n
+            elif self._state == _VALUE:
+                end = self._scan_value(buf, i)
+                if end is None:
+                    i = n
+                    break
+                # An element over the bound is flagged even when it arrived whole, so that what
+                # gets parsed does not depend on chunking.
+                complete = not self._skipping and end - self._vstart <= self.max_event_bytes
+                value = (self._vstart - start, end - start) if complete else None
+                out.append(ArrayElement(bytes(buf[start:end]), value, complete))
+                self._skipping = False
+                start = i = end
+                self._state = _AFTER if self._top_level else _BETWEEN
+            else:
+                m = _NON_WS.search(buf, i)
+                if m is None:
+                    i = n
+                    break
+                j = m.start()
+                c = buf[j]
+                if self._state == _BEFORE:
+                    if c == 0x5B:  # [
+                        self._state = _BETWEEN
+                        i = j + 1
+                        continue
+                    if c != 0x7B:  # not an array, not an object: nothing to frame
+                        self._state = _AFTER
+                        continue
+                    self._top_level = True
+                if c == 0x2C:  # ,
+                    i = j + 1
+                elif c == 0x5D:  # ] closes the array
+                    out.append(ArrayElement(bytes(buf[start : j + 1])))
+                    start = i = j + 1
+                    self._state = _AFTER
+                else:
+                    self._open_value(buf, j)
+                    i = self._pos
+        if self._state == _VALUE and n - start > self.max_event_bytes and not self._skipping:
+            # No end within the bound: forward what we hold, unparsed, and keep forwarding.
+            self._skipping = True
+        if self._skipping and n > start:
+            out.append(ArrayElement(bytes(buf[start:n]), None, complete=False))
+            self._vstart = start = n
+        if start:
+            del buf[:start]
+            self._vstart -= start
+        self._pos = i - start
+        return out
+
+    def finish(self) -> list[ArrayElement]:
+        """End of stream: whatever is held (an element cut off, separators) comes out as it is."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._pos = 0
+        if not rest:
+            return []
+        if self._state == _VALUE and self._primitive and not self._in_string and not self._skipping:
+            # A bare number/literal ends with the stream.
+            value = (self._vstart, len(rest))
+            self._state = _AFTER
+            return [ArrayElement(rest, value)]
+        return [ArrayElement(rest, None, complete=self._state != _VALUE)]
+
+    def _open_value(self, buf: bytearray, j: int) -> None:
+        c = buf[j]
+        self._state = _VALUE
+        self._vstart = j
+        self._depth = 0
+        self._primitive = False
+        self._in_string = self._escape = False
+        if c in (0x7B, 0x5B):  # { [
+            self._depth = 1
+        elif c == 0x22:  # "
+            self._in_string = True
+        else:
+            self._primitive = True
+        self._pos = j + 1 if not self._primitive else j
+
+    def _scan_value(self, buf: bytearray, i: int) -> int | None:
+        """Scan from `i`; return the end of the current value, or None if it goes on."""
+        n = len(buf)
+        if self._primitive:
+            m = _PRIMITIVE_END.search(buf, i)
+            return m.start() if m else None
+        while i < n:
+            if self._in_string:
+                if self._escape:
+                    self._escape = False
+                    i += 1
+                    continue
+                m = _IN_STRING.search(buf, i)
+                if m is None:
+                    return None
+                if buf[m.start()] == 0x5C:  # backslash: skip what it escapes
+                    self._escape = True
+                    i = m.start() + 1
+                    continue
+                self._in_string = False
+                i = m.start() + 1
+                if self._depth == 0:
+                    return i  # a string element
+                continue
+            m = _STRUCTURAL.search(buf, i)
+            if m is None:
+                return None
+            c = buf[m.start()]
+            i = m.start() + 1
+            if c == 0x22:
+                self._in_string = True
+            elif c in (0x7B, 0x5B):
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    return i
+        return None
