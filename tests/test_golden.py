@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from chunking import bytewise, chunkings
 from usagefix.dialects import DIALECTS
+from usagefix.framing import Framing
 from usagefix.record import build_record, rebuild_upstream
 from usagefix.rewriter import Outcome, StreamRewriter, rewrite_body, rewrite_stream
 
@@ -23,8 +24,13 @@ def case_id(p: Path) -> str:
     return f"{p.parent.name}/{p.name.split('.')[0]}"
 
 
-def stream_through(dialect: str, chunks: list[bytes]) -> tuple[bytes, StreamRewriter]:
-    rw = StreamRewriter(DIALECTS[dialect])
+STREAMED: dict[str, Framing] = {".sse": "sse", ".jsonarray": "json_array"}
+
+
+def stream_through(
+    dialect: str, chunks: list[bytes], framing: Framing = "sse"
+) -> tuple[bytes, StreamRewriter]:
+    rw = StreamRewriter(DIALECTS[dialect], framing=framing)
     out = b""
     for c in chunks:
         for piece in rw.feed(c):
@@ -35,8 +41,8 @@ def stream_through(dialect: str, chunks: list[bytes]) -> tuple[bytes, StreamRewr
 
 
 def normalize_whole(dialect: str, body: bytes, suffix: str) -> tuple[bytes, Outcome]:
-    if suffix == ".sse":
-        out, rw = rewrite_stream(DIALECTS[dialect], body)
+    if suffix in STREAMED:
+        out, rw = rewrite_stream(DIALECTS[dialect], body, framing=STREAMED[suffix])
         return out, rw.outcome
     result = rewrite_body(DIALECTS[dialect], body)
     return (body if result.body is None else result.body), result.outcome
@@ -61,9 +67,10 @@ def test_golden(upstream: Path) -> None:
     dialect = upstream.parent.name
     body = upstream.read_bytes()
     expect = json.loads(upstream.with_name(upstream.name.split(".")[0] + ".expect.json").read_text())
-    if upstream.suffix == ".sse":
-        out, rw = stream_through(dialect, [body])
-        assert stream_through(dialect, bytewise(body))[0] == out
+    if upstream.suffix in STREAMED:
+        framing = STREAMED[upstream.suffix]
+        out, rw = stream_through(dialect, [body], framing)
+        assert stream_through(dialect, bytewise(body), framing)[0] == out
         outcome = rw.outcome
     else:
         result = rewrite_body(DIALECTS[dialect], body)
@@ -88,13 +95,13 @@ def test_golden(upstream: Path) -> None:
     assert build_record(again[1]).status in ("unchanged", "unmeasured")
 
 
-SSE_CASES = [p for p in CASES if p.suffix == ".sse"]
+STREAM_CASES = [p for p in CASES if p.suffix in STREAMED]
 
 
-@pytest.mark.parametrize("upstream", SSE_CASES, ids=case_id)
+@pytest.mark.parametrize("upstream", STREAM_CASES, ids=case_id)
 @given(data=st.data())
 def test_any_chunking_gives_the_whole_streams_output(upstream: Path, data: st.DataObject) -> None:
     body = upstream.read_bytes()
     chunks = data.draw(chunkings(body))
-    out, _ = stream_through(upstream.parent.name, chunks)
+    out, _ = stream_through(upstream.parent.name, chunks, STREAMED[upstream.suffix])
     assert out == expected_client(upstream)

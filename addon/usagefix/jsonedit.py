@@ -80,9 +80,10 @@ def dumps_like(value: Any, old: str, text: str, start: int) -> str:
         newline = "\r\n" if "\r\n" in old else "\n"
         body = json.dumps(value, indent=max(step, 1), ensure_ascii=False)
         return body.replace("\n", newline + base)
-    spaced = re.search(r'"\s*:\s', old) is not None
-    seps = (", ", ": ") if spaced else (",", ":")
-    return json.dumps(value, separators=seps, ensure_ascii=False)
+    # The two separators are styled independently: Gemini writes `{"a": 1,"b": 2}`.
+    item = ", " if re.search(r",[ \t]", old) else ","
+    key = ": " if re.search(r'":[ \t]', old) else ":"
+    return json.dumps(value, separators=(item, key), ensure_ascii=False)
 
 
 def replace_at(text: str, path: Sequence[str], value: Any) -> str:

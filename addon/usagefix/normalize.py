@@ -20,7 +20,9 @@ __all__ = [
     "Outcome",
     "Reader",
     "UsageShapeError",
+    "GeminiReport",
     "normalize_exclusive",
+    "normalize_gemini",
     "normalize_inclusive",
 ]
 
@@ -234,3 +236,49 @@ def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Out
     if r.reasoning > r.output:
         anomalies.append("reasoning_exceeds_output")
     return Outcome(usage, usage, tuple(fired), tuple(dict.fromkeys(anomalies)))
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiReport:
+    """A Gemini `usageMetadata`: prompt ⊇ cached; thoughts and tool-use prompt stand beside (§4.1)."""
+
+    prompt: int
+    candidates: int
+    cached: int = 0
+    thoughts: int = 0
+    tool_use: int = 0
+    total: int | None = None
+
+
+def normalize_gemini(r: GeminiReport, reader: Reader | None = None) -> Outcome:
+    """Read Gemini's counts into canonical terms; repair R1 (cache outside prompt) and I3."""
+    fired = list(reader.fired) if reader else []
+    anomalies = list(reader.anomalies) if reader else []
+    before = CanonicalUsage(
+        input_total=r.prompt + r.tool_use,
+        cache_read=r.cached,
+        output_total=r.candidates + r.thoughts,
+        reasoning=r.thoughts,
+    )
+    after = before
+    if r.cached > r.prompt:
+        # promptTokenCount includes cached content under the spec; less prompt than cache means
+        # a translator left the cache out.
+        after = before.model_copy(update={"input_total": before.input_total + r.cached})
+        fired.append(
+            Fired(
+                "R1",
+                "cache reads were left out of promptTokenCount",
+                {"input_total": (before.input_total, after.input_total)},
+            )
+        )
+        anomalies.append("exclusive_prompt_repaired")
+    if r.total is not None and r.total != after.total:
+        fired.append(
+            Fired(
+                "I3",
+                "totalTokenCount is prompt + candidates + thoughts + tool-use prompt",
+                {"total": (r.total, after.total)},
+            )
+        )
+    return Outcome(before, after, tuple(fired), tuple(dict.fromkeys(anomalies)))

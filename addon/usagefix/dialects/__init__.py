@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from usagefix.dialects.anthropic import Anthropic
 from usagefix.dialects.base import NO_CONTEXT, Context, Dialect, StreamSession, Tally
+from usagefix.dialects.gemini import Gemini
 from usagefix.dialects.openai_chat import OpenAIChat
 from usagefix.dialects.openai_responses import OpenAIResponses
 
@@ -12,7 +13,8 @@ __all__ = ["DIALECTS", "NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tal
 OPENAI_CHAT = OpenAIChat()
 OPENAI_RESPONSES = OpenAIResponses()
 ANTHROPIC = Anthropic()
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC)}
+GEMINI = Gemini()
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC, GEMINI)}
 
 
 def detect(method: str, path: str) -> Dialect | None:
@@ -29,5 +31,10 @@ def detect(method: str, path: str) -> Dialect | None:
     if p.endswith("/responses"):
         return OPENAI_RESPONSES
     if p.endswith("/messages"):  # not /messages/count_tokens, /messages/batches
+        return ANTHROPIC
+    method_name = p.rsplit(":", 1)[-1] if ":" in p.rsplit("/", 1)[-1] else ""
+    if method_name in ("generateContent", "streamGenerateContent"):  # Gemini, Vertex
+        return GEMINI
+    if method_name in ("rawPredict", "streamRawPredict"):  # Claude on Vertex speaks Anthropic
         return ANTHROPIC
     return None
