@@ -53,6 +53,7 @@ def run_stream(addon: UsageFix, f: http.HTTPFlow, chunks: list[bytes]) -> bytes:
     assert f.response is not None
     body, f.response.raw_content = f.response.raw_content, None
     addon.requestheaders(f)
+    addon.request(f)
     addon.responseheaders(f)
     stream = f.response.stream
     assert callable(stream)
@@ -254,6 +255,7 @@ def test_client_hanging_up_after_done_before_the_upstream_ends_is_complete() -> 
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")
         addon.requestheaders(f)
+        addon.request(f)
         addon.responseheaders(f)
         assert f.response is not None and callable(f.response.stream)
         f.response.stream(FOUNDING_SSE)
@@ -284,6 +286,7 @@ def test_unknown_encoding_streams_untouched() -> None:
     with taddons.context(addon):
         f = llm_flow(b"whatever", "text/event-stream", headers={"content_encoding": "compress"})
         addon.requestheaders(f)
+        addon.request(f)
         addon.responseheaders(f)
         assert f.response is not None and f.response.stream is True
 
@@ -311,6 +314,7 @@ def test_a_cut_off_stream_is_recorded_unmeasured() -> None:
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")
         addon.requestheaders(f)
+        addon.request(f)
         addon.responseheaders(f)
         assert f.response is not None and callable(f.response.stream)
         cut = FOUNDING_SSE.index(b"data: {", 300) + 20

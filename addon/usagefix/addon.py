@@ -7,16 +7,20 @@ change, a failure forwards the original bytes, loaded flows are left alone.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
 from usagefix.decoding import Decoder, make_decoder
-from usagefix.dialects import Dialect, detect
+from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
@@ -114,14 +118,43 @@ def redact(flow: http.HTTPFlow) -> None:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _FlowState:
+    dialect: Dialect
+    ctx: Context
+
+
+def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
+    try:
+        body = flow.request.get_content(strict=False)
+        obj = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _ask_for_stream_usage(flow: http.HTTPFlow, body: dict[str, Any]) -> bool:
+    """Add `stream_options.include_usage` to an OpenAI Chat stream request that lacks it."""
+    if body.get("stream") is not True:
+        return False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    flow.request.content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return True
+
+
 class UsageFix:
     """Rewrites the usage of LLM responses into normalized, self-consistent, cumulative totals."""
 
     def __init__(self) -> None:
         self.max_event_bytes = DEFAULT_MAX_EVENT_BYTES
         self.redact_secrets = True
+        self.request_stream_usage = False
+        self.profiles = ProfileSet()
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
-        self._dialects: weakref.WeakKeyDictionary[http.HTTPFlow, Dialect] = weakref.WeakKeyDictionary()
+        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
 
     def load(self, loader: Loader) -> None:
@@ -139,6 +172,19 @@ class UsageFix:
             "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
             "parameters) in saved flows. The upstream always receives the real ones.",
         )
+        loader.add_option(
+            "usage_profiles",
+            Optional[str],  # type: ignore[arg-type]  # noqa: UP045 (mitmproxy's option types)
+            None,
+            "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
+        )
+        loader.add_option(
+            "usage_request_stream_usage",
+            bool,
+            False,
+            "Ask OpenAI Chat streams for usage (stream_options.include_usage) when the client did not, "
+            "record it, and remove it from what the client receives.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "usage_max_event_bytes" in updated:
@@ -150,30 +196,63 @@ class UsageFix:
             self.max_event_bytes = value
         if "usage_redact_secrets" in updated:
             self.redact_secrets = ctx.options.usage_redact_secrets
+        if "usage_request_stream_usage" in updated:
+            self.request_stream_usage = ctx.options.usage_request_stream_usage
+        if "usage_profiles" in updated:
+            path = ctx.options.usage_profiles
+            try:
+                self.profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
+            except ProfileError as e:
+                raise exceptions.OptionsError(f"usage_profiles: {e}") from e  # type: ignore[no-untyped-call]
 
     # -- request -------------------------------------------------------------------------
+
+    def _state(self, flow: http.HTTPFlow) -> _FlowState | None:
+        """Dialect and context of a request: detected from its path, or set by a profile."""
+        req = flow.request
+        body = _request_json(flow) or {}
+        model = body["model"] if isinstance(body.get("model"), str) else model_from_path(req.path)
+        profile = self.profiles.match(req.host, req.port, req.path, model)
+        dialect = DIALECTS[profile.dialect] if profile and profile.dialect else detect(req.method, req.path)
+        if dialect is None:
+            return None
+        return _FlowState(dialect, Context(profile=profile, model=model))
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
         self._in_flight.add(flow)
-        dialect = detect(flow.request.method, flow.request.path)
-        if dialect is None:
+        if detect(flow.request.method, flow.request.path) is not None or any(
+            p.dialect for p in self.profiles.profiles
+        ):
+            # A compressed stream cannot be rewritten without decoding it: ask for none (the
+            # response is decoded anyway if the upstream compresses regardless).
+            flow.request.anticomp()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if not flow.live:
             return
-        self._dialects[flow] = dialect
-        # A compressed stream cannot be rewritten without decoding it: ask for none. The
-        # response is decoded anyway if the upstream compresses regardless.
-        flow.request.anticomp()
+        state = self._state(flow)
+        if state is None:
+            return
+        if self.request_stream_usage and state.dialect.name == "openai_chat" and flow.is_replay != "response":
+            body = _request_json(flow)
+            if body is not None and _ask_for_stream_usage(flow, body):
+                state = _FlowState(state.dialect, replace(state.ctx, strip_usage_chunk=True))
+        self._flows[flow] = state
 
     # -- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        dialect = self._dialects.get(flow)
+        state = self._flows.get(flow)
         resp = flow.response
-        if dialect is None or resp is None or not flow.live or flow.is_replay == "response":
+        if state is None or resp is None or not flow.live or flow.is_replay == "response":
             return
-        if not 200 <= resp.status_code < 300 or _media_type(resp) != "text/event-stream":
-            return  # errors pass untouched; JSON is buffered and rewritten in `response`
+        if not 200 <= resp.status_code < 300:
+            return  # errors pass untouched
+        framing = framing_for(state.dialect, _media_type(resp), flow.request.path)
+        if framing is None:
+            return  # a whole JSON body: buffered, rewritten in `response`
         decoder = None
         encoding = resp.headers.get("content-encoding", "").strip().lower() or None
         if encoding and encoding != "identity":
@@ -189,13 +268,12 @@ class UsageFix:
         resp.headers.pop("content-length", None)
         if flow.request.http_version == "HTTP/1.1":
             resp.headers["transfer-encoding"] = "chunked"  # keeps the connection alive
-        resp.stream = _Stream(
-            StreamRewriter(dialect, self.max_event_bytes), decoder, encoding if decoder else None
-        )
+        rewriter = StreamRewriter(state.dialect, self.max_event_bytes, state.ctx, framing)
+        resp.stream = _Stream(rewriter, decoder, encoding if decoder else None)
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
-        dialect = self._dialects.pop(flow, None)
+        state = self._flows.pop(flow, None)
         try:
             resp = flow.response
             if resp is None:
@@ -204,24 +282,22 @@ class UsageFix:
             if isinstance(stream, _Stream):
                 stream.recorded = True
                 resp.raw_content = bytes(stream.sent)
-                self._record(
-                    flow, build_record(stream.rewriter.outcome, content_encoding=stream.content_encoding)
-                )
+                self._record(flow, self._build(stream.rewriter, stream.content_encoding))
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
                 # upstream's original anew (idempotent on a file written with the addon).
-                dialect = detect(flow.request.method, flow.request.path)
-                if dialect is not None:
-                    self._rewrite_whole(flow, dialect, recorded=True)
-            elif dialect is not None and not resp.stream:
-                self._rewrite_whole(flow, dialect, recorded=False)
+                state = self._state(flow)
+                if state is not None:
+                    self._rewrite_whole(flow, state, recorded=True)
+            elif state is not None and not resp.stream:
+                self._rewrite_whole(flow, state, recorded=False)
         finally:
             self._in_flight.discard(flow)
             if self.redact_secrets:
                 redact(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._dialects.pop(flow, None)
+        self._flows.pop(flow, None)
         self._in_flight.discard(flow)
         if self.redact_secrets:
             redact(flow)
@@ -235,13 +311,10 @@ class UsageFix:
         if rw.ended:
             # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
             # often before the upstream's end of body): a complete response, not a cut-off one.
-            self._record(flow, build_record(rw.outcome, content_encoding=stream.content_encoding))
+            self._record(flow, self._build(rw, stream.content_encoding))
             return
         msg = flow.error.msg if flow.error else "stream interrupted"
-        record = build_record(
-            rw.outcome, cut_off=msg, content_encoding=stream.content_encoding, held_back=rw.pending_bytes()
-        )
-        self._record(flow, record)
+        self._record(flow, self._build(rw, stream.content_encoding, cut_off=msg))
 
     def done(self) -> None:
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
@@ -249,38 +322,51 @@ class UsageFix:
             for flow in list(self._in_flight):
                 redact(flow)
 
-    def _rewrite_whole(self, flow: http.HTTPFlow, dialect: Dialect, *, recorded: bool) -> None:
+    def _build(self, rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
+        return build_record(
+            rw.outcome,
+            cut_off=cut_off,
+            content_encoding=encoding,
+            held_back=rw.pending_bytes() if cut_off else b"",
+            stream_usage_added=rw.ctx.strip_usage_chunk,
+        )
+
+    def _rewrite_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
         """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
         resp = flow.response
         assert resp is not None
         if not 200 <= resp.status_code < 300:
             return
         media = _media_type(resp)
-        streamed = media == "text/event-stream"
-        if not streamed and media != "application/json" and not media.endswith("+json"):
+        framing = framing_for(state.dialect, media, flow.request.path)
+        if framing is None and media != "application/json" and not media.endswith("+json"):
             return
         body = resp.get_content(strict=False)
         if body is None:
             return
         old = flow.metadata.get(METADATA_KEY) if recorded else None
-        if isinstance(old, dict):
+        old = old if isinstance(old, dict) else {}
+        if old:
             try:
                 body = rebuild_upstream(body, old)
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 logger.warning(
                     "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved", flow.id, e
                 )
-        if streamed:
-            cut = recorded and flow.error is not None and (old or {}).get("error") == flow.error.msg
-            new, rw = rewrite_stream(dialect, body, complete=not cut, max_event_bytes=self.max_event_bytes)
-            record = build_record(
-                rw.outcome,
-                cut_off=flow.error.msg if cut and flow.error else None,
-                content_encoding=(old or {}).get("content_encoding"),
-                held_back=rw.pending_bytes() if cut else b"",
+        context = replace(state.ctx, strip_usage_chunk=bool(old.get("stream_usage_added")))
+        if framing is not None:
+            cut = flow.error.msg if recorded and flow.error and old.get("error") == flow.error.msg else None
+            new, rw = rewrite_stream(
+                state.dialect,
+                body,
+                complete=not cut,
+                max_event_bytes=self.max_event_bytes,
+                ctx=context,
+                framing=framing,
             )
+            record = self._build(rw, old.get("content_encoding"), cut_off=cut)
         else:
-            result = rewrite_body(dialect, body)
+            result = rewrite_body(state.dialect, body, context)
             new = body if result.body is None else result.body
             record = build_record(result.outcome)
         if new != resp.get_content(strict=False):

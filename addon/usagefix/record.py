@@ -79,6 +79,9 @@ class UsageRecord(_Strict):
     """Why the response passed through untouched, or why it was cut off."""
     content_encoding: str | None = None
     """The upstream's content-encoding, when we decoded it for the client."""
+    stream_usage_added: bool = False
+    """We asked the upstream for stream usage the client had not asked for, and removed it from
+    what the client received (`usage_request_stream_usage`)."""
     held_back: str | None = None
     """The unfinished event the upstream had begun when the stream was cut off: never forwarded.
     (Exact unless the cut fell inside a multi-byte character.)"""
@@ -93,7 +96,12 @@ def _status(out: Outcome) -> Status:
 
 
 def build_record(
-    out: Outcome, *, cut_off: str | None = None, content_encoding: str | None = None, held_back: bytes = b""
+    out: Outcome,
+    *,
+    cut_off: str | None = None,
+    content_encoding: str | None = None,
+    held_back: bytes = b"",
+    stream_usage_added: bool = False,
 ) -> UsageRecord:
     """The record of a finished (or, with `cut_off`, interrupted) response."""
     t = out.tally
@@ -129,6 +137,7 @@ def build_record(
         error=out.error or cut_off,
         content_encoding=content_encoding,
         held_back=held_back.decode("utf-8", "backslashreplace") if held_back else None,
+        stream_usage_added=stream_usage_added,
     )
 
 

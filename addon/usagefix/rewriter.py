@@ -65,6 +65,7 @@ class StreamRewriter:
         framing: Framing = "sse",
     ) -> None:
         self.dialect = dialect
+        self.ctx = ctx
         self.outcome = Outcome(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
         self._framer = make_framer(framing, max_event_bytes)
         self._session = dialect.stream_session(self.outcome.tally, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from usagefix.framing.eventstream import EventStreamFramer, Frame
 from usagefix.framing.json_array import ArrayElement, JSONArrayFramer
 from usagefix.framing.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
 
@@ -12,6 +13,8 @@ __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "ArrayElement",
     "Event",
+    "EventStreamFramer",
+    "Frame",
     "Framer",
     "Framing",
     "JSONArrayFramer",
@@ -22,7 +25,7 @@ __all__ = [
     "replace_data",
 ]
 
-Framing = Literal["sse", "json_array"]
+Framing = Literal["sse", "json_array", "eventstream"]
 
 
 class Event(Protocol):
@@ -45,4 +48,6 @@ class Framer(Protocol):
 def make_framer(framing: Framing, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Framer:
     if framing == "json_array":
         return JSONArrayFramer(max_event_bytes)
+    if framing == "eventstream":
+        return EventStreamFramer(max_event_bytes)
     return SSEFramer(max_event_bytes)
