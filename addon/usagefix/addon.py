@@ -203,7 +203,8 @@ class UsageFix:
             try:
                 self.profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
             except ProfileError as e:
-                raise exceptions.OptionsError(f"usage_profiles: {e}") from e  # type: ignore[no-untyped-call]
+                # `from None`: the message says it all; mitmdump prints the traceback of the cause.
+                raise exceptions.OptionsError(f"usage_profiles: {e}") from None  # type: ignore[no-untyped-call]
 
     # -- request -------------------------------------------------------------------------
 
