@@ -178,3 +178,11 @@ async def test_request_is_asked_for_stream_usage_when_enabled() -> None:
         addon.request(h)
         assert h.request.content == b'{"stream":true}'
         assert isinstance(h.request, http.Request)
+
+
+def test_the_readme_example_is_a_valid_profile_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "p.toml").write_text(example)
+    names = [p.name for p in load_profiles(tmp_path / "p.toml")]
+    assert names == ["cliproxy-claude", "lab-gateway", "watch-only"]
