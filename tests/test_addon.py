@@ -48,13 +48,18 @@ def roundtrip(f: http.HTTPFlow) -> http.HTTPFlow:
     return loaded
 
 
+def arm(addon: UsageFix, f: http.HTTPFlow) -> None:
+    """The hooks mitmproxy runs before the first chunk of a response."""
+    addon.requestheaders(f)
+    addon.request(f)
+    addon.responseheaders(f)
+
+
 def run_stream(addon: UsageFix, f: http.HTTPFlow, chunks: list[bytes]) -> bytes:
     """Drive the hooks and the stream callable as mitmproxy's HTTP layer does."""
     assert f.response is not None
     body, f.response.raw_content = f.response.raw_content, None
-    addon.requestheaders(f)
-    addon.request(f)
-    addon.responseheaders(f)
+    arm(addon, f)
     stream = f.response.stream
     assert callable(stream)
     out = b""
@@ -254,9 +259,7 @@ def test_client_hanging_up_after_done_before_the_upstream_ends_is_complete() -> 
     addon = UsageFix()
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")
-        addon.requestheaders(f)
-        addon.request(f)
-        addon.responseheaders(f)
+        arm(addon, f)
         assert f.response is not None and callable(f.response.stream)
         f.response.stream(FOUNDING_SSE)
         f.error = tflow.terr("Client disconnected.")
@@ -285,9 +288,7 @@ def test_unknown_encoding_streams_untouched() -> None:
     addon = UsageFix()
     with taddons.context(addon):
         f = llm_flow(b"whatever", "text/event-stream", headers={"content_encoding": "compress"})
-        addon.requestheaders(f)
-        addon.request(f)
-        addon.responseheaders(f)
+        arm(addon, f)
         assert f.response is not None and f.response.stream is True
 
 
@@ -313,9 +314,7 @@ def test_a_cut_off_stream_is_recorded_unmeasured() -> None:
     addon = UsageFix()
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")
-        addon.requestheaders(f)
-        addon.request(f)
-        addon.responseheaders(f)
+        arm(addon, f)
         assert f.response is not None and callable(f.response.stream)
         cut = FOUNDING_SSE.index(b"data: {", 300) + 20
         sent = b"".join(f.response.stream(FOUNDING_SSE[:cut]))

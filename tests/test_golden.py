@@ -14,7 +14,7 @@ from chunking import bytewise, chunkings
 from usagefix.dialects import DIALECTS
 from usagefix.framing import Framing
 from usagefix.record import build_record, rebuild_upstream
-from usagefix.rewriter import Outcome, StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 CASES = sorted(GOLDEN.glob("*/*.upstream.*"))
@@ -40,7 +40,7 @@ def stream_through(
     return out, rw
 
 
-def normalize_whole(dialect: str, body: bytes, suffix: str) -> tuple[bytes, Outcome]:
+def normalize_whole(dialect: str, body: bytes, suffix: str) -> tuple[bytes, Rewrite]:
     if suffix in STREAMED:
         out, rw = rewrite_stream(DIALECTS[dialect], body, framing=STREAMED[suffix])
         return out, rw.outcome

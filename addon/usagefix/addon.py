@@ -208,9 +208,16 @@ class UsageFix:
 
     # -- request -------------------------------------------------------------------------
 
+    def _is_llm(self, req: http.Request) -> bool:
+        return detect(req.method, req.path) is not None or self.profiles.may_set_dialect(
+            req.host, req.port, req.path
+        )
+
     def _state(self, flow: http.HTTPFlow) -> _FlowState | None:
         """Dialect and context of a request: detected from its path, or set by a profile."""
         req = flow.request
+        if not self._is_llm(req):
+            return None  # other traffic: not even its body is parsed
         body = _request_json(flow) or {}
         model = body["model"] if isinstance(body.get("model"), str) else model_from_path(req.path)
         profile = self.profiles.match(req.host, req.port, req.path, model)
@@ -223,9 +230,7 @@ class UsageFix:
         if not flow.live:
             return
         self._in_flight.add(flow)
-        if detect(flow.request.method, flow.request.path) is not None or any(
-            p.dialect for p in self.profiles.profiles
-        ):
+        if self._is_llm(flow.request):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
             # response is decoded anyway if the upstream compresses regardless).
             flow.request.anticomp()

@@ -90,6 +90,11 @@ class Reader:
         return v
 
 
+def _carried(reader: Reader | None) -> tuple[list[Fired], list[str]]:
+    """What reading already found (I4 clamps), to start a rule function's findings with."""
+    return (list(reader.fired), list(reader.anomalies)) if reader else ([], [])
+
+
 @dataclass(frozen=True, slots=True)
 class InclusiveReport:
     """An OpenAI-shaped block as reported: headlines that should contain their sub-counts."""
@@ -127,8 +132,7 @@ def normalize_inclusive(
     A repair applies when the numbers prove it, or when a profile declares it (`declared`).
     `from_gemini` (a Gemini model behind an OpenAI dialect) names a reasoning repair R3, not R5.
     """
-    fired = list(reader.fired) if reader else []
-    anomalies = list(reader.anomalies) if reader else []
+    fired, anomalies = _carried(reader)
     before = CanonicalUsage(
         input_total=r.prompt,
         cache_read=r.cache_read,
@@ -218,8 +222,7 @@ class ExclusiveReport:
 def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Outcome:
     """Read an exclusive report into canonical terms. Nothing here is provably wrong by itself,
     so nothing is repaired beyond I4 (done by the reader); inconsistencies are flagged."""
-    fired = list(reader.fired) if reader else []
-    anomalies = list(reader.anomalies) if reader else []
+    fired, anomalies = _carried(reader)
     usage = CanonicalUsage(
         input_total=r.uncached + r.cache_read + r.cache_write,
         cache_read=r.cache_read,
@@ -252,8 +255,7 @@ class GeminiReport:
 
 def normalize_gemini(r: GeminiReport, reader: Reader | None = None) -> Outcome:
     """Read Gemini's counts into canonical terms; repair R1 (cache outside prompt) and I3."""
-    fired = list(reader.fired) if reader else []
-    anomalies = list(reader.anomalies) if reader else []
+    fired, anomalies = _carried(reader)
     before = CanonicalUsage(
         input_total=r.prompt + r.tool_use,
         cache_read=r.cached,

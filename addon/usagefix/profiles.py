@@ -52,7 +52,7 @@ class Profile(BaseModel):
     observe_only: bool = False
     """Record usage, never rewrite it."""
 
-    def matches(self, host: str, port: int, path: str, model: str | None) -> bool:
+    def matches(self, host: str, port: int, path: str, model: str | None, *, any_model: bool = False) -> bool:
         if self.host is not None and not (
             fnmatch.fnmatchcase(host.lower(), self.host.lower())
             or fnmatch.fnmatchcase(f"{host}:{port}".lower(), self.host.lower())
@@ -60,9 +60,9 @@ class Profile(BaseModel):
             return False
         if self.path is not None and not fnmatch.fnmatchcase(path.split("?", 1)[0], self.path):
             return False
-        if self.model is not None and (model is None or not fnmatch.fnmatchcase(model, self.model)):
-            return False
-        return True
+        if any_model or self.model is None:
+            return True
+        return model is not None and fnmatch.fnmatchcase(model, self.model)
 
 
 class _File(BaseModel):
@@ -127,3 +127,7 @@ class ProfileSet:
 
     def match(self, host: str, port: int, path: str, model: str | None) -> Profile | None:
         return next((p for p in self.profiles if p.matches(host, port, path, model)), None)
+
+    def may_set_dialect(self, host: str, port: int, path: str) -> bool:
+        """Whether a profile that forces a dialect could match, whatever the model."""
+        return any(p.dialect and p.matches(host, port, path, None, any_model=True) for p in self.profiles)

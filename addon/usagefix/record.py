@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from usagefix.rewriter import Outcome
+from usagefix.rewriter import Rewrite
 from usagefix.usage import CanonicalUsage
 
 __all__ = [
@@ -87,7 +87,7 @@ class UsageRecord(_Strict):
     (Exact unless the cut fell inside a multi-byte character.)"""
 
 
-def _status(out: Outcome) -> Status:
+def _status(out: Rewrite) -> Status:
     if out.error is not None:
         return "passthrough_error"
     if not out.tally.final_seen:
@@ -96,7 +96,7 @@ def _status(out: Outcome) -> Status:
 
 
 def build_record(
-    out: Outcome,
+    out: Rewrite,
     *,
     cut_off: str | None = None,
     content_encoding: str | None = None,

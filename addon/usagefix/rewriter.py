@@ -16,7 +16,7 @@ from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, Event, Framing, make_framer
 from usagefix.normalize import UsageShapeError
 
-__all__ = ["BodyRewrite", "EventChange", "StreamRewriter", "rewrite_body", "rewrite_stream"]
+__all__ = ["BodyRewrite", "EventChange", "Rewrite", "StreamRewriter", "rewrite_body", "rewrite_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class EventChange:
 
 
 @dataclass
-class Outcome:
+class Rewrite:
     """What rewriting a response did, for the record."""
 
     dialect: str
@@ -66,7 +66,7 @@ class StreamRewriter:
     ) -> None:
         self.dialect = dialect
         self.ctx = ctx
-        self.outcome = Outcome(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
+        self.outcome = Rewrite(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
         self._framer = make_framer(framing, max_event_bytes)
         self._session = dialect.stream_session(self.outcome.tally, ctx)
         self._sent = 0  # bytes returned so far, for change offsets
@@ -170,12 +170,12 @@ class StreamRewriter:
 class BodyRewrite:
     body: bytes | None
     """The new body, or None to leave the response exactly as it was."""
-    outcome: Outcome
+    outcome: Rewrite
 
 
 def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT) -> BodyRewrite:
     """Rewrite the usage of a whole JSON body; never raises."""
-    out = Outcome(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
+    out = Rewrite(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
         text = body.decode("utf-8")
         new = dialect.rewrite_json(text, out.tally, ctx)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,13 +54,6 @@ def exchange(base_url: str, upstream: Upstream, prompt_tokens: int) -> None:
         if c.usage
     ]
     assert usage[0].prompt_tokens == prompt_tokens
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    up = Upstream()
-    yield up
-    up.close()
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,17 @@ class _MessagesStream:
             }
             reason = "message_delta lacked " + ", ".join(missing) + "; carried over from message_start"
             fired.append(Fired("R4", reason, changes))
-        result = None if emitted == usage or self.observe_only else emitted
-        outcome = Outcome(before, merged.after, merged.fired, (*own_reader.anomalies, *merged.anomalies))
-        self.tally.observe(outcome, usage, result, final=True, extra=tuple(fired))
+        anomalies = (*own_reader.anomalies, *merged.anomalies)
+        if self.observe_only:  # the client gets the delta as it is; say what would have changed
+            would = tuple(f"would_repair:{f.rule}" for f in fired)
+            self.tally.observe(Outcome(before, before, (), (*anomalies, *would)), usage, None, final=True)
+            return None
+        result = None if emitted == usage else emitted
+        self.tally.observe(
+            Outcome(before, merged.after, merged.fired, anomalies),
+            usage,
+            result,
+            final=True,
+            extra=tuple(fired),
+        )
         return None if result is None else replace_at(data, ["usage"], result)

@@ -6,11 +6,13 @@ counts are required (Responses' SDK types require them; usage-semantics §8.5).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from usagefix.dialects.base import Context, Tally
+from usagefix.jsonedit import replace_at
 from usagefix.normalize import (
     Declared,
     Fired,
@@ -22,7 +24,7 @@ from usagefix.normalize import (
 )
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["CHAT", "RESPONSES", "Shape", "rewrite_usage"]
+__all__ = ["CHAT", "RESPONSES", "Shape", "model_of", "rewrite_json_usage", "rewrite_usage"]
 
 # Names upstreams use for cache writes instead of the standard `cache_write_tokens`
 # (CLIProxyAPI: `cached_creation_tokens`). We rename them: Langfuse subtracts every detail key
@@ -128,6 +130,21 @@ def _explain_emit(usage: Mapping[str, Any], shape: Shape, fired: tuple[Fired, ..
     if shape.details_required and not out and not fired:
         out.append(Fired("schema", "the detail counts are required by the dialect's standard"))
     return tuple(out)
+
+
+def model_of(obj: Mapping[str, Any]) -> str | None:
+    """The `model` a payload names, if it is a string."""
+    m = obj.get("model")
+    return m if isinstance(m, str) else None
+
+
+def rewrite_json_usage(text: str, tally: Tally, ctx: Context, shape: Shape) -> str | None:
+    """A whole JSON body with a top-level `usage` block: its new text, or None if unchanged."""
+    obj = json.loads(text)
+    if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
+        return None
+    emitted = rewrite_usage(obj["usage"], tally, ctx, shape, model=model_of(obj))
+    return None if emitted is None else replace_at(text, ["usage"], emitted)
 
 
 def _looks_translated(model: str | None) -> bool:

@@ -13,7 +13,7 @@ import json
 import re
 
 from usagefix.dialects.base import Context, Tally
-from usagefix.dialects.inclusive import CHAT, rewrite_usage
+from usagefix.dialects.inclusive import CHAT, model_of, rewrite_json_usage, rewrite_usage
 from usagefix.jsonedit import replace_at
 
 __all__ = ["OpenAIChat"]
@@ -27,12 +27,7 @@ class OpenAIChat:
     end_markers: tuple[bytes, ...] = (b"[DONE]",)
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        obj = json.loads(text)
-        if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
-            return None
-        model = obj.get("model") if isinstance(obj.get("model"), str) else None
-        emitted = rewrite_usage(obj["usage"], tally, ctx, CHAT, model=model)
-        return None if emitted is None else replace_at(text, ["usage"], emitted)
+        return rewrite_json_usage(text, tally, ctx, CHAT)
 
     def stream_session(self, tally: Tally, ctx: Context) -> _ChatStream:
         return _ChatStream(tally, ctx)
@@ -66,7 +61,7 @@ class _ChatStream:
             # The client did not ask for usage; we did. Record it, and give the client the
             # stream it asked for: no usage chunk, no `"usage":null` keys.
             if isinstance(usage, dict):
-                rewrite_usage(usage, self.tally, self.ctx, CHAT, model=_model(obj))
+                rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj))
                 if obj.get("choices") == []:
                     return ""  # the whole event goes
             text = data if usage is None else replace_at(data, ["usage"], None)
@@ -74,10 +69,5 @@ class _ChatStream:
             return new if new != data else None
         if not isinstance(usage, dict):
             return None
-        emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=_model(obj))
+        emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj))
         return None if emitted is None else replace_at(data, ["usage"], emitted)
-
-
-def _model(obj: dict[str, object]) -> str | None:
-    m = obj.get("model")
-    return m if isinstance(m, str) else None

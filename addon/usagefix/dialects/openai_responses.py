@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from usagefix.dialects.base import Context, Tally
-from usagefix.dialects.inclusive import RESPONSES, rewrite_usage
+from usagefix.dialects.inclusive import RESPONSES, model_of, rewrite_json_usage, rewrite_usage
 from usagefix.jsonedit import replace_at
 
 __all__ = ["OpenAIResponses"]
@@ -27,11 +27,7 @@ class OpenAIResponses:
     end_markers: tuple[bytes, ...] = _TERMINAL_BYTES
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        obj = json.loads(text)
-        if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
-            return None
-        emitted = rewrite_usage(obj["usage"], tally, ctx, RESPONSES, model=_model(obj))
-        return None if emitted is None else replace_at(text, ["usage"], emitted)
+        return rewrite_json_usage(text, tally, ctx, RESPONSES)
 
     def stream_session(self, tally: Tally, ctx: Context) -> _ResponsesStream:
         return _ResponsesStream(tally, ctx)
@@ -52,10 +48,5 @@ class _ResponsesStream:
         response = obj.get("response")
         if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
             return None
-        emitted = rewrite_usage(response["usage"], self.tally, self.ctx, RESPONSES, model=_model(response))
+        emitted = rewrite_usage(response["usage"], self.tally, self.ctx, RESPONSES, model=model_of(response))
         return None if emitted is None else replace_at(data, ["response", "usage"], emitted)
-
-
-def _model(obj: dict[str, object]) -> str | None:
-    m = obj.get("model")
-    return m if isinstance(m, str) else None
