@@ -55,7 +55,8 @@ def _describe(exc: BaseException) -> str:
 
 
 class StreamRewriter:
-    """Rewrites an SSE stream incrementally; any chunking gives the same output as the whole."""
+    """Rewrites a stream (SSE, JSON array, event stream) incrementally; any chunking gives the
+    same output as the whole."""
 
     def __init__(
         self,
@@ -101,11 +102,7 @@ class StreamRewriter:
         if self._failed:
             return []
         try:
-            events = self._framer.finish()
-            for ev in events:
-                if not ev.complete:
-                    self.outcome.incomplete_tail += len(ev.raw)
-            return self._forward(events)
+            return self._forward(self._framer.finish(), at_end=True)
         except Exception as e:
             return self.abandon(_describe(e))
 
@@ -117,7 +114,7 @@ class StreamRewriter:
         held = self._framer.pending_bytes()
         return [held] if held else []
 
-    def _forward(self, events: Sequence[Event]) -> list[bytes]:
+    def _forward(self, events: Sequence[Event], at_end: bool = False) -> list[bytes]:
         if not events:
             return []
         out = self.outcome
@@ -126,7 +123,11 @@ class StreamRewriter:
         for ev in events:
             raw = ev.raw
             if not ev.complete:
-                out.oversize_events += 1
+                # Unparsed: a piece of an event over the bound, or, at the end, one cut off.
+                if at_end:
+                    out.incomplete_tail += len(raw)
+                else:
+                    out.oversize_events += 1
             elif not self._failed and session.might_carry_usage(raw):
                 raw = self._rewrite_event(ev)
             if raw:

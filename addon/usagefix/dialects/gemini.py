@@ -109,5 +109,5 @@ class _GeminiStream:
             self.tally.flag("snapshot_decreased")
         self._last_total = outcome.after.total
         emitted = None if self.observe_only else emit(um, outcome.after, report)
-        self.tally.observe(outcome, um, emitted, final=final or bool(_finished(obj)))
+        self.tally.observe(outcome, um, emitted, final=final)
         return None if emitted is None else replace_at(text, ["usageMetadata"], emitted)
