@@ -5,8 +5,9 @@ mitmproxy only decodes whole bodies; a stream must be decoded chunk by chunk as 
 
 from __future__ import annotations
 
+import importlib
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Decoder", "make_decoder"]
 
@@ -66,12 +67,23 @@ class _Brotli:
 
 class _Zstd:
     def __init__(self) -> None:
-        import zstandard  # a mitmproxy dependency
-
-        self._d = zstandard.ZstdDecompressor().decompressobj()
+        # What mitmproxy itself uses: the stdlib module on 3.14, its backport before (12.3),
+        # or `zstandard` (12.2).
+        try:
+            from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            try:
+                from backports import zstd  # type: ignore[no-redef, unused-ignore]
+            except ImportError:
+                zstd = None
+        if zstd is not None:
+            self._d: Any = zstd.ZstdDecompressor()
+        else:
+            zstandard: Any = importlib.import_module("zstandard")
+            self._d = zstandard.ZstdDecompressor().decompressobj()
 
     def decode(self, chunk: bytes) -> bytes:
-        return self._d.decompress(chunk)
+        return bytes(self._d.decompress(chunk))
 
     def flush(self) -> bytes:
         return b""
