@@ -122,7 +122,7 @@ def test_typed_values_from_a_config_file_are_checked_too() -> None:
 def test_a_deferred_bad_value_is_refused_when_the_addon_registers() -> None:
     # The path mitmproxy takes for `--set` on a script's option: kept aside, then parsed right
     # after the addon's load hook. Without a proxy server (a test context), the refusal is an
-    # OptionsError; in mitmdump it is one line and exit 1 (tests/e2e/test_options.py).
+    # OptionsError; in mitmdump it is one line and exit 1 (tests/e2e/test_options_e2e.py).
     with taddons.context() as tctx:
         tctx.options.set("usage_redact_secrets=yes", "usage_max_event_byte=1", defer=True)
         with pytest.raises(exceptions.OptionsError) as e:
