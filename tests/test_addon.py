@@ -75,7 +75,7 @@ def run_stream(addon: UsageFix, f: http.HTTPFlow, chunks: list[bytes]) -> bytes:
 def test_bad_option_stops_with_a_clear_message() -> None:
     addon = UsageFix()
     with taddons.context(addon) as tctx:
-        with pytest.raises(exceptions.OptionsError, match="usage_max_event_bytes must be at least"):
+        with pytest.raises(exceptions.OptionsError, match=r"usage_max_event_bytes: 10 is too small"):
             tctx.configure(addon, usage_max_event_bytes=10)
         tctx.configure(addon, usage_max_event_bytes=65536)
         assert addon.max_event_bytes == 65536

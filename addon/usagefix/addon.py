@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
@@ -20,6 +21,7 @@ from mitmproxy.addonmanager import Loader
 from usagefix.decoding import Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
@@ -28,8 +30,36 @@ __all__ = ["UsageFix"]
 
 logger = logging.getLogger(__name__)
 
-# Below this an event bound would cut ordinary usage events in two.
-MIN_EVENT_BYTES = 4096
+_TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str]}  # noqa: UP045 (mitmproxy's)
+
+
+def _unparsed(value: object) -> object:
+    """A value mitmproxy kept aside: the strings of `--set` (its `_UnconvertedStrings`), or typed."""
+    strings = getattr(value, "val", None)
+    if isinstance(strings, list) and all(isinstance(s, str) for s in strings):
+        return SetStrings(tuple(strings))
+    return value
+
+
+def _starting() -> bool:
+    """Whether mitmproxy is still starting up (its proxy server addon not running yet)."""
+    server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    return server is not None and not getattr(server, "is_running", True)
+
+
+def _refuse(problems: list[str]) -> NoReturn:
+    """Stop on options the addon cannot run with.
+
+    While mitmproxy starts, one line per problem and exit 1, before anything listens: an
+    `OptionsError` raised there would print a traceback and let mitmdump open its port first, and
+    one raised while the options are parsed is dropped silently. Later (an option changed in mitmweb
+    or the console), an `OptionsError`, which mitmproxy reports while it keeps the old values.
+    """
+    lines = ["usagefix: " + " ".join(p.split()) for p in problems]  # one line each, whatever a message holds
+    if _starting():
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    raise exceptions.OptionsError("; ".join(lines))  # type: ignore[no-untyped-call]
 
 
 def _media_type(message: http.Message) -> str:
@@ -158,53 +188,36 @@ class UsageFix:
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
 
     def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "usage_max_event_bytes",
-            int,
-            DEFAULT_MAX_EVENT_BYTES,
-            "The largest streamed event (in bytes) held back to be parsed; a larger one is forwarded "
-            "untouched and flagged.",
-        )
-        loader.add_option(
-            "usage_redact_secrets",
-            bool,
-            True,
-            "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
-            "parameters) in saved flows. The upstream always receives the real ones.",
-        )
-        loader.add_option(
-            "usage_profiles",
-            Optional[str],  # type: ignore[arg-type]  # noqa: UP045 (mitmproxy's option types)
-            None,
-            "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
-        )
-        loader.add_option(
-            "usage_request_stream_usage",
-            bool,
-            False,
-            "Ask OpenAI Chat streams for usage (stream_options.include_usage) when the client did not, "
-            "record it, and remove it from what the client receives.",
-        )
+        for option in OPTIONS.values():
+            loader.add_option(option.name, _TYPESPECS[option.kind], option.default, option.help)
+        # Right after this hook mitmproxy parses the `--set` values it kept aside for these options,
+        # and one that fails to parse aborts the addon's loading without a word: check them first.
+        deferred = loader.master.options.deferred
+        problems = check_deferred((name, _unparsed(value)) for name, value in deferred.items())
+        if problems:
+            _refuse(problems)
 
     def configure(self, updated: set[str]) -> None:
-        if "usage_max_event_bytes" in updated:
-            value = ctx.options.usage_max_event_bytes
-            if value < MIN_EVENT_BYTES:
-                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
-                    f"usage_max_event_bytes must be at least {MIN_EVENT_BYTES}, not {value}"
-                )
-            self.max_event_bytes = value
-        if "usage_redact_secrets" in updated:
+        ours = updated & OPTIONS.keys()
+        try:  # check every changed option before any takes effect
+            for name in ours:
+                check_value(OPTIONS[name], getattr(ctx.options, name))
+            profiles = self.profiles
+            if "usage_profiles" in ours:
+                path = ctx.options.usage_profiles
+                try:
+                    profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
+                except ProfileError as e:
+                    raise OptionError(f"usage_profiles: {e}") from None
+        except OptionError as e:
+            _refuse([str(e)])
+        if "usage_max_event_bytes" in ours:
+            self.max_event_bytes = ctx.options.usage_max_event_bytes
+        if "usage_redact_secrets" in ours:
             self.redact_secrets = ctx.options.usage_redact_secrets
-        if "usage_request_stream_usage" in updated:
+        if "usage_request_stream_usage" in ours:
             self.request_stream_usage = ctx.options.usage_request_stream_usage
-        if "usage_profiles" in updated:
-            path = ctx.options.usage_profiles
-            try:
-                self.profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
-            except ProfileError as e:
-                # `from None`: the message says it all; mitmdump prints the traceback of the cause.
-                raise exceptions.OptionsError(f"usage_profiles: {e}") from None  # type: ignore[no-untyped-call]
+        self.profiles = profiles
 
     # -- request -------------------------------------------------------------------------
 

@@ -102,6 +102,9 @@ def load_profiles(path: Path) -> list[Profile]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ProfileError(f"cannot read usage profiles {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        bad = f"byte {e.object[e.start]:#04x} on line {e.object.count(b'\n', 0, e.start) + 1}"
+        raise ProfileError(f"{path}: not UTF-8 text ({bad})") from e
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

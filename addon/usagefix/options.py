@@ -1,0 +1,182 @@
+"""The addon's options, and the checks mitmproxy does not make for them.
+
+mitmproxy (12.2 and 12.3 alike) keeps a `--set` for a script's option, and a confdir `config.yaml`
+key, aside until the script declares the option, then parses it in `OptManager.process_deferred`,
+inside the script's registration. A value that fails to parse there aborts the script's loading
+and nothing says so: mitmdump runs on as a plain proxy. A name no addon declares stays aside
+silently. So the addon checks every `usage_*` value left aside, with exactly the spellings
+mitmproxy's `--set` parser accepts, before mitmproxy parses them.
+
+Pure: the glue (addon.py) declares the options from `OPTIONS` and reports what this module finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from difflib import get_close_matches
+from typing import Literal
+
+from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = [
+    "MIN_EVENT_BYTES",
+    "OPTIONS",
+    "PREFIX",
+    "Option",
+    "OptionError",
+    "SetStrings",
+    "check_deferred",
+    "check_value",
+    "parse_set",
+]
+
+PREFIX = "usage_"
+
+# Below this an event bound would cut ordinary usage events in two.
+MIN_EVENT_BYTES = 4096
+
+Kind = Literal["bool", "int", "path"]
+Value = bool | int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: Kind
+    default: Value
+    help: str
+    accepted: str
+    """What a value may be, in words, for the error messages."""
+    minimum: int | None = None
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option(
+            "usage_max_event_bytes",
+            "int",
+            DEFAULT_MAX_EVENT_BYTES,
+            "The largest streamed event (in bytes) held back to be parsed; a larger one is forwarded "
+            "untouched and flagged.",
+            f"bytes, at least {MIN_EVENT_BYTES}",
+            minimum=MIN_EVENT_BYTES,
+        ),
+        Option(
+            "usage_redact_secrets",
+            "bool",
+            True,
+            "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
+            "parameters) in saved flows. The upstream always receives the real ones.",
+            "true or false",
+        ),
+        Option(
+            "usage_profiles",
+            "path",
+            None,
+            "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
+            "the path of a TOML file, or empty for none",
+        ),
+        Option(
+            "usage_request_stream_usage",
+            "bool",
+            False,
+            "Ask OpenAI Chat streams for usage (stream_options.include_usage) when the client did not, "
+            "record it, and remove it from what the client receives.",
+            "true or false",
+        ),
+    )
+}
+
+
+class OptionError(ValueError):
+    """A value (or name) the addon cannot run with; the message names the option and what it accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetStrings:
+    """The strings of `--set name=value` (one per `--set`; none for a bare `--set name`), unparsed."""
+
+    values: tuple[str, ...]
+
+
+def _bad(option: Option, value: object, problem: str) -> OptionError:
+    return OptionError(f"{option.name}: {value!r} {problem} ({option.accepted})")
+
+
+def check_value(option: Option, value: object) -> Value:
+    """A typed value (config.yaml, mitmweb's option editor, or one parsed from `--set`), checked."""
+    if option.kind == "bool":
+        if not isinstance(value, bool):
+            raise _bad(option, value, "is not a boolean")
+        return value
+    if option.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(option, value, "is not an integer")
+        if option.minimum is not None and value < option.minimum:
+            raise _bad(option, value, "is too small")
+        return value
+    if value is not None and not isinstance(value, str):
+        raise _bad(option, value, "is not a path")
+    return value
+
+
+def parse_set(option: Option, values: tuple[str, ...]) -> Value:
+    """What mitmproxy's `--set` parser makes of `values`, or why it (or the addon) refuses them.
+
+    Mirrors `OptManager._parse_setval` for the kinds used here: a bool is `true`, `false`, `toggle`
+    or no value (`--set name`, `--set name=`: true); an int is what Python's `int()` reads from a
+    non-empty string; a path is any string, or none. Anything else stops mitmproxy from loading
+    the addon, so it is an error here.
+    """
+    if len(values) > 1:
+        given = ", ".join(repr(v) for v in values)
+        raise OptionError(f"{option.name}: set {len(values)} times ({given}); set it once")
+    text = values[0] if values else None
+    if option.kind == "bool":
+        if not text or text == "true":
+            return True
+        if text == "false":
+            return False
+        if text == "toggle":
+            return not option.default
+        raise _bad(option, text, "is not a boolean")
+    if option.kind == "int":
+        if text is None:
+            raise OptionError(f"{option.name}: needs a value ({option.accepted})")
+        try:
+            number = int(text)
+        except ValueError:
+            raise _bad(option, text, "is not an integer") from None
+        return check_value(option, number)
+    return text
+
+
+def _unknown(name: str) -> OptionError:
+    close = get_close_matches(name, OPTIONS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "usagefix has " + ", ".join(sorted(OPTIONS))
+    return OptionError(f"{name}: no such option ({hint})")
+
+
+def check_deferred(deferred: Iterable[tuple[str, object]]) -> list[str]:
+    """One message per `usage_*` option mitmproxy kept aside that it would drop or ignore silently.
+
+    `deferred` gives each name with its `SetStrings` (from `--set`) or its typed value (from
+    config.yaml); names without the prefix belong to other addons and are left alone.
+    """
+    problems = []
+    for name, value in deferred:
+        if not name.startswith(PREFIX):
+            continue
+        try:
+            option = OPTIONS.get(name)
+            if option is None:
+                raise _unknown(name)
+            if isinstance(value, SetStrings):
+                parse_set(option, value.values)
+            else:
+                check_value(option, value)
+        except OptionError as e:
+            problems.append(str(e))
+    return problems
