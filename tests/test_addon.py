@@ -5,6 +5,7 @@ import io
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mitmproxy import exceptions, http
@@ -343,3 +344,127 @@ def test_script_exports_the_addon() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(Path(__file__).parent.parent / "addon" / "normalize_usage.py"))
         assert [type(a).__name__ for a in module.addons] == ["UsageFix"]
+
+
+# -- re-normalizing a saved flow (`mitmdump -nr IN -s addon -w OUT`) changes nothing -------------
+
+PROFILES = """
+[[profile]]
+name = "watch-only"
+host = "watch.example"
+observe_only = true
+
+[[profile]]
+name = "cliproxy-claude"
+model = "claude-*"
+prompt_cache_reads = "excluded"
+"""
+AMBIGUOUS_JSON = (
+    b'{"model":"claude-sonnet-4-5","choices":[],"usage":{"prompt_tokens":1678,"completion_tokens":370,'
+    b'"total_tokens":2048,"prompt_tokens_details":{"cached_tokens":1500}}}'
+)
+
+
+def sse_chunk(choices: list[Any], usage: dict[str, Any] | None, **extra: Any) -> bytes:
+    obj = {"id": "chatcmpl-synthetic-9", "object": "chat.completion.chunk", "model": "claude-sonnet-4-5"}
+    obj |= {"choices": choices, "usage": usage, **extra}
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+# A gateway that sends the usage chunk before the finish chunk: with `usage_request_stream_usage`
+# the dropped usage chunk shares its offset with the change after it.
+USAGE_BEFORE_FINISH = (
+    sse_chunk([{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}], None)
+    + sse_chunk([], json.loads(FOUNDING_JSON)["usage"])
+    + sse_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], None)
+    + b"data: [DONE]\n\n"
+)
+
+
+def gzip_chunks(body: bytes) -> list[bytes]:
+    comp = zlib.compressobj(wbits=31)
+    chunks = [
+        comp.compress(body[i : i + 100]) + comp.flush(zlib.Z_SYNC_FLUSH) for i in range(0, len(body), 100)
+    ]
+    return [*chunks, comp.flush()]
+
+
+def capture(addon: UsageFix, case: str) -> http.HTTPFlow:
+    """One live exchange through the addon, as `-w` saves it."""
+    if case in ("stream", "stream usage requested", "observe-only profile", "oversize event"):
+        body = {
+            "stream usage requested": USAGE_BEFORE_FINISH,
+            "oversize event": sse_chunk([{"index": 0, "delta": {"content": "x" * 6000}}], None)
+            + FOUNDING_SSE,
+        }.get(case, FOUNDING_SSE)
+        f = llm_flow(body, "text/event-stream")
+        f.request.content = json.dumps({"model": "claude-sonnet-4-5", "stream": True}).encode()
+        if case == "observe-only profile":
+            f.request.host = "watch.example"
+        run_stream(addon, f, [body[i : i + 57] for i in range(0, len(body), 57)])
+    elif case == "gzip stream":
+        chunks = gzip_chunks(FOUNDING_SSE)
+        f = llm_flow(b"".join(chunks), "text/event-stream", headers={"content_encoding": "gzip"})
+        run_stream(addon, f, chunks)
+    elif case == "cut-off stream":
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        arm(addon, f)
+        assert f.response is not None and callable(f.response.stream)
+        f.response.stream(FOUNDING_SSE[: FOUNDING_SSE.index(b"data: {", 300) + 20])
+        f.error = tflow.terr("peer closed connection without sending complete message body")
+        addon.error(f)
+    else:
+        body = {"declared repair": AMBIGUOUS_JSON, "gzip body": gzip.compress(FOUNDING_JSON)}.get(
+            case, FOUNDING_JSON
+        )
+        f = llm_flow(
+            body, "application/json", headers={"content_encoding": "gzip"} if case == "gzip body" else None
+        )
+        f.request.headers["authorization"] = "Bearer sk-live-PLANTED"
+        f.request.content = json.dumps({"model": "claude-sonnet-4-5"}).encode()
+        addon.requestheaders(f)
+        addon.request(f)
+        addon.responseheaders(f)
+        addon.response(f)
+    return roundtrip(f)
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "status"),
+    [
+        ("stream", {}, "rewritten"),
+        ("stream usage requested", {"usage_request_stream_usage": True}, "rewritten"),
+        ("declared repair", {"usage_profiles": "PROFILES"}, "rewritten"),
+        ("observe-only profile", {"usage_profiles": "PROFILES"}, "unchanged"),
+        ("body with secrets kept", {"usage_redact_secrets": False}, "rewritten"),
+        ("gzip stream", {}, "rewritten"),
+        ("gzip body", {}, "rewritten"),
+        ("cut-off stream", {}, "unmeasured"),
+        pytest.param(
+            "oversize event",
+            {"usage_max_event_bytes": 4096},
+            "rewritten",
+            # Issue 7 §4, another part: an event over the bound is counted once per piece, so
+            # `events`, `index` and `oversize_events` depend on the live chunking. Strict: remove
+            # this mark once the record is chunking-invariant.
+            marks=pytest.mark.xfail(strict=True, reason="oversize events are counted per piece"),
+        ),
+    ],
+)
+async def test_renormalizing_a_saved_flow_changes_nothing(
+    case: str, options: dict[str, Any], status: str, tmp_path: Path
+) -> None:
+    if options.get("usage_profiles"):
+        (tmp_path / "profiles.toml").write_text(PROFILES)
+        options = {**options, "usage_profiles": str(tmp_path / "profiles.toml")}
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, **options)
+        saved = capture(addon, case)
+        assert saved.metadata["usagefix"]["status"] == status
+        once = roundtrip(saved)
+        await tctx.cycle(addon, once)
+        twice = roundtrip(once)
+        await tctx.cycle(addon, twice)
+        assert roundtrip(once).get_state() == saved.get_state()
+        assert roundtrip(twice).get_state() == saved.get_state()

@@ -144,16 +144,35 @@ def build_record(
 def rebuild_upstream(client_body: bytes, record: Mapping[str, Any]) -> bytes:
     """The body the upstream sent, from the body the client received and the record of changes.
 
+    Each change says where, in the client's body, the text that replaced the upstream's starts
+    (`offset`) and what it was (`rewritten`, "" for a dropped event). Event k was emitted after
+    every byte of the events before it, so `offset[k+1] >= offset[k] + len(rewritten[k])`: in the
+    order (offset, index) the spans follow each other without overlap. Offsets tie only behind a
+    zero-length span (a dropped event, `usage_request_stream_usage`), and there the event of the
+    lower index came first upstream. So one pass in (offset, index) order, copying the client's
+    bytes up to each span and the upstream's original in its place, rebuilds the upstream's body
+    exactly (sorting by offset alone put a dropped event after its successor: the rebuild failed).
+
     Raises `ValueError` when the record does not match the body (it was edited since).
     """
-    body = client_body
-    for ch in sorted(record.get("changes") or [], key=lambda c: int(c["offset"]), reverse=True):
-        off, rewritten, original = int(ch["offset"]), ch["rewritten"].encode(), ch["original"].encode()
-        if body[off : off + len(rewritten)] != rewritten:
+    changes = sorted(
+        ((int(c["offset"]), int(c["index"]), c["rewritten"].encode(), c["original"].encode()))
+        for c in record.get("changes") or []
+    )
+    pieces: list[bytes] = []
+    pos = 0
+    for off, _, rewritten, original in changes:
+        if not pos <= off <= len(client_body):
+            raise ValueError(f"the record's change at byte {off} overlaps another or lies outside the body")
+        if client_body[off : off + len(rewritten)] != rewritten:
             raise ValueError(f"the record's change at byte {off} does not match the body")
-        body = body[:off] + original + body[off + len(rewritten) :]
+        pieces += (client_body[pos:off], original)
+        pos = off + len(rewritten)
+    pieces.append(client_body[pos:])
     held = record.get("held_back")
-    return body + held.encode() if held else body
+    if held:
+        pieces.append(held.encode())
+    return b"".join(pieces)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
