@@ -22,6 +22,7 @@ from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, m
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
+from usagefix.redaction import redact_headers, redact_path
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
 __all__ = ["UsageFix"]
@@ -73,49 +74,37 @@ class _Stream:
         return out + self.rewriter.finish() if not chunk else out
 
 
-# Where credentials travel. Redacted in what is saved; the upstream still gets the real ones.
-SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
-SECRET_RESPONSE_HEADERS = ("set-cookie",)
-SECRET_QUERY = ("key",)  # Gemini's ?key=
-REDACTED = "<redacted>"
+def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
+    # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
+    new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+    return None if new is None else tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in new)
 
 
-def _mask(name: str, value: str) -> str:
-    if name in ("authorization", "proxy-authorization") and " " in value.strip():
-        return value.strip().split(" ", 1)[0] + " " + REDACTED  # keep the scheme: "Bearer <redacted>"
-    return REDACTED
-
-
-def _redact_headers(headers: http.Headers, names: tuple[str, ...]) -> None:
-    for name in names:
-        values = headers.get_all(name)
-        if values and any(v != _mask(name, v) for v in values):
-            headers.set_all(name, [_mask(name, v) for v in values])
+def _redact_message_state(state: object, *, is_request: bool) -> None:
+    if not isinstance(state, dict):
+        return
+    fields = state.get("headers")
+    if isinstance(fields, tuple) and (new := _redact_fields(fields)) is not None:
+        state["headers"] = new
+    path = state.get("path")
+    if is_request and isinstance(path, bytes) and (p := redact_path(path.decode("latin-1"))) is not None:
+        state["path"] = p.encode("latin-1")
 
 
 def redact(flow: http.HTTPFlow) -> None:
-    """Mask credentials in the flow as it will be saved (request already sent, so harmless)."""
-    _redact_headers(flow.request.headers, SECRET_HEADERS)
-    for key in SECRET_QUERY:
-        if flow.request.query.get_all(key):
-            flow.request.query.set_all(key, [REDACTED] * len(flow.request.query.get_all(key)))
-    if flow.response is not None:
-        _redact_headers(flow.response.headers, SECRET_RESPONSE_HEADERS)
-    # A backup (client replay, edits) is saved with the flow: it holds the original headers too.
+    """Mask credentials in the flow as it will be saved (the request was sent, so harmless)."""
+    req = flow.request
+    if (fields := _redact_fields(req.headers.fields)) is not None:
+        req.headers.fields = fields
+    if (path := redact_path(req.path)) is not None:
+        req.path = path
+    if flow.response is not None and (fields := _redact_fields(flow.response.headers.fields)) is not None:
+        flow.response.headers.fields = fields
+    # A backup (client replay, edits) is saved with the flow: it holds the originals too.
     backup = getattr(flow, "_backup", None)
-    if isinstance(backup, dict) and isinstance(backup.get("request"), dict):
-        hdrs = backup["request"].get("headers")
-        if hdrs:
-            secret = {n.encode() for n in SECRET_HEADERS}
-            backup["request"]["headers"] = tuple(
-                (
-                    k,
-                    _mask(k.decode().lower(), v.decode("latin-1")).encode("latin-1")
-                    if k.lower() in secret
-                    else v,
-                )
-                for k, v in hdrs
-            )
+    if isinstance(backup, dict):
+        _redact_message_state(backup.get("request"), is_request=True)
+        _redact_message_state(backup.get("response"), is_request=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +158,8 @@ class UsageFix:
             "usage_redact_secrets",
             bool,
             True,
-            "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
-            "parameters) in saved flows. The upstream always receives the real ones.",
+            "Mask credentials (Authorization, API-key and token headers, cookies, key=, access_token= and "
+            "AWS presigned query parameters) in saved flows. The upstream always receives the real ones.",
         )
         loader.add_option(
             "usage_profiles",

@@ -293,7 +293,8 @@ def _traffic(base: str, upstream: Upstream) -> None:
             Scenario(body=founding_sse, content_type=sse, chunks=awkward_cuts(founding_sse), cut_after=12),
         ),
     ]
-    with httpx.Client(timeout=20, headers={"authorization": f"Bearer {PLANTED}"}) as c:
+    credentials = {"authorization": f"Bearer {PLANTED}", "x-amz-security-token": PLANTED}
+    with httpx.Client(timeout=20, headers=credentials) as c:
         for path, request, scenario in exchanges:
             upstream.scenario = scenario
             try:
@@ -321,6 +322,8 @@ def test_renormalizing_twice_changes_nothing_whatever_the_options(
         stop(proc)
     mitmdump("-nr", str(capture), "-s", ADDON, *options, "-w", str(once))
     mitmdump("-nr", str(once), "-s", ADDON, *options, "-w", str(twice))
+    assert upstream.requests[-1]["headers"]["x-amz-security-token"] == PLANTED  # the upstream's is real
+    assert (PLANTED.encode() in capture.read_bytes()) is (option_set != "defaults")  # the saved one not
     a, b, c = read_once(capture), read_once(once), read_once(twice)
     statuses = [f.metadata["usagefix"]["status"] for f in a]
     if option_set == "defaults":
