@@ -476,3 +476,53 @@ async def test_renormalizing_a_saved_flow_changes_nothing(
         await tctx.cycle(addon, twice)
         assert roundtrip(once).get_state() == saved.get_state()
         assert roundtrip(twice).get_state() == saved.get_state()
+
+
+# -- an old, tampered or foreign record never raises out of the addon ------------------------------
+
+TAMPERED: dict[str, Any] = {
+    "an offset as text": lambda r: r["changes"][0].update(offset=str(r["changes"][0]["offset"])),
+    "changes not a list": lambda r: r.update(changes="all of them"),
+    "a change without its original": lambda r: r["changes"][0].pop("original"),
+    "content_encoding a number": lambda r: r.update(content_encoding=5),
+    "stream_usage_added as text": lambda r: r.update(stream_usage_added="yes"),
+    "held_back a number": lambda r: r.update(held_back=3),
+    "error a list": lambda r: r.update(error=["cut off"]),
+    "a later schema's change spans": lambda r: r["changes"][0].update(offset={"start": 0, "end": 9}),
+    "not a record at all": lambda r: r.clear(),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERED))
+async def test_an_unreadable_record_is_no_record_and_is_logged(
+    tamper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        run_stream(addon, f, [FOUNDING_SSE])
+        f = roundtrip(f)
+        TAMPERED[tamper](f.metadata["usagefix"])
+        if tamper == "not a record at all":
+            f.metadata["usagefix"] = "garbage"
+        await tctx.cycle(addon, f)  # raises nothing
+        # Normalized from the body as saved (the client's, already fixed): nothing left to repair.
+        assert f.response is not None and f.response.content == FIXED_SSE
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "unchanged" and rec["changes"] == [] and rec["content_encoding"] is None
+        assert f"{f.request.pretty_url}: unreadable record" in caplog.text
+
+
+async def test_a_later_schema_with_more_keys_is_still_read() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        run_stream(addon, f, [FOUNDING_SSE])
+        f = roundtrip(f)
+        rec = f.metadata["usagefix"]
+        rec["schema_version"] += 1
+        rec["costs"] = {"before": -0.3}
+        rec["changes"][0]["span"] = [0, 9]
+        await tctx.cycle(addon, f)
+        assert f.metadata["usagefix"]["status"] == "rewritten"  # rebuilt from the upstream's original
+        assert f.response is not None and f.response.content == FIXED_SSE

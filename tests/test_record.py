@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from usagefix.record import rebuild_upstream
+from usagefix.record import read_prior, rebuild_upstream
 
 # An event as the upstream sent it, and what the client got instead: None = untouched, "" = dropped.
 Event = tuple[str, str | None]
@@ -85,3 +86,31 @@ def test_a_record_that_does_not_match_the_body_is_refused(edit: Any) -> None:
     edit(record)
     with pytest.raises(ValueError):
         rebuild_upstream(client, record)
+
+
+@pytest.mark.parametrize(
+    ("saved", "reason"),
+    [
+        ("garbage", "record: Input should be a valid dictionary"),
+        ({"changes": [{"index": 0, "offset": "12", "original": "a", "rewritten": "b"}]}, "changes.0.offset"),
+        ({"changes": [{"index": 0, "offset": True, "original": "a", "rewritten": "b"}]}, "changes.0.offset"),
+        ({"changes": [{"index": 0, "offset": 0, "rewritten": "b"}]}, "changes.0.original: Field required"),
+        ({"stream_usage_added": "yes"}, "stream_usage_added"),
+        ({"content_encoding": 5}, "content_encoding"),
+        ({"held_back": b"bytes"}, "held_back"),
+    ],
+)
+def test_a_record_of_the_wrong_types_is_refused_with_its_reason(saved: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        read_prior(saved)
+    with pytest.raises(ValueError):
+        rebuild_upstream(b"ab", saved)  # type: ignore[arg-type]
+
+
+def test_a_record_with_keys_of_a_later_schema_is_read() -> None:
+    _, client, record = as_recorded([(CHUNK, STRIPPED)])
+    record |= {"schema_version": 9, "costs": {"before": -1}}
+    record["changes"][0]["span"] = [0, 3]
+    prior = read_prior(record)
+    assert prior.changes[0].original == CHUNK and read_prior(prior) is prior
+    assert rebuild_upstream(client, prior) == CHUNK.encode()

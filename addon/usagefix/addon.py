@@ -21,7 +21,14 @@ from usagefix.decoding import Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
+from usagefix.record import (
+    METADATA_KEY,
+    UsageRecord,
+    build_record,
+    read_prior,
+    rebuild_upstream,
+    summary,
+)
 from usagefix.redaction import redact_headers, redact_path
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
@@ -339,18 +346,29 @@ class UsageFix:
         body = resp.get_content(strict=False)
         if body is None:
             return
-        old = flow.metadata.get(METADATA_KEY) if recorded else None
-        old = old if isinstance(old, dict) else {}
-        if old:
+        prior = None
+        if recorded and METADATA_KEY in flow.metadata:
             try:
-                body = rebuild_upstream(body, old)
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                prior = read_prior(flow.metadata[METADATA_KEY])
+            except ValueError as e:  # hand-edited, or another schema: as if there were none
                 logger.warning(
-                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved", flow.id, e
+                    "usagefix: %s: unreadable record (%s); normalizing the body as saved",
+                    flow.request.pretty_url,
+                    e,
                 )
-        context = replace(state.ctx, strip_usage_chunk=bool(old.get("stream_usage_added")))
+        if prior is not None:
+            try:
+                body = rebuild_upstream(body, prior)
+            except ValueError as e:
+                logger.warning(
+                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved",
+                    flow.request.pretty_url,
+                    e,
+                )
+        context = replace(state.ctx, strip_usage_chunk=prior is not None and prior.stream_usage_added)
         if framing is not None:
-            cut = flow.error.msg if recorded and flow.error and old.get("error") == flow.error.msg else None
+            was_cut = prior is not None and flow.error is not None and prior.error == flow.error.msg
+            cut = flow.error.msg if was_cut and flow.error else None
             new, rw = rewrite_stream(
                 state.dialect,
                 body,
@@ -359,7 +377,7 @@ class UsageFix:
                 ctx=context,
                 framing=framing,
             )
-            record = self._build(rw, old.get("content_encoding"), cut_off=cut)
+            record = self._build(rw, prior.content_encoding if prior else None, cut_off=cut)
         else:
             result = rewrite_body(state.dialect, body, context)
             new = body if result.body is None else result.body
