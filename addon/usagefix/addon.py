@@ -21,14 +21,7 @@ from usagefix.decoding import Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import (
-    METADATA_KEY,
-    UsageRecord,
-    build_record,
-    read_prior,
-    rebuild_upstream,
-    summary,
-)
+from usagefix.record import METADATA_KEY, UsageRecord, build_record, read_prior, rebuild_upstream, summary
 from usagefix.redaction import redact_headers, redact_path
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
