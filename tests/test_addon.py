@@ -5,6 +5,7 @@ import io
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mitmproxy import exceptions, http
@@ -343,3 +344,185 @@ def test_script_exports_the_addon() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(Path(__file__).parent.parent / "addon" / "normalize_usage.py"))
         assert [type(a).__name__ for a in module.addons] == ["UsageFix"]
+
+
+# -- re-normalizing a saved flow (`mitmdump -nr IN -s addon -w OUT`) changes nothing -------------
+
+PROFILES = """
+[[profile]]
+name = "watch-only"
+host = "watch.example"
+observe_only = true
+
+[[profile]]
+name = "cliproxy-claude"
+model = "claude-*"
+prompt_cache_reads = "excluded"
+"""
+AMBIGUOUS_JSON = (
+    b'{"model":"claude-sonnet-4-5","choices":[],"usage":{"prompt_tokens":1678,"completion_tokens":370,'
+    b'"total_tokens":2048,"prompt_tokens_details":{"cached_tokens":1500}}}'
+)
+
+
+def sse_chunk(choices: list[Any], usage: dict[str, Any] | None, **extra: Any) -> bytes:
+    obj = {"id": "chatcmpl-synthetic-9", "object": "chat.completion.chunk", "model": "claude-sonnet-4-5"}
+    obj |= {"choices": choices, "usage": usage, **extra}
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+# A gateway that sends the usage chunk before the finish chunk: with `usage_request_stream_usage`
+# the dropped usage chunk shares its offset with the change after it.
+USAGE_BEFORE_FINISH = (
+    sse_chunk([{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}], None)
+    + sse_chunk([], json.loads(FOUNDING_JSON)["usage"])
+    + sse_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], None)
+    + b"data: [DONE]\n\n"
+)
+
+
+def gzip_chunks(body: bytes) -> list[bytes]:
+    comp = zlib.compressobj(wbits=31)
+    chunks = [
+        comp.compress(body[i : i + 100]) + comp.flush(zlib.Z_SYNC_FLUSH) for i in range(0, len(body), 100)
+    ]
+    return [*chunks, comp.flush()]
+
+
+def capture(addon: UsageFix, case: str) -> http.HTTPFlow:
+    """One live exchange through the addon, as `-w` saves it."""
+    oversize = sse_chunk([{"index": 0, "delta": {"content": "x" * 6000}}], None) + FOUNDING_SSE
+    body, chunks, media, headers = FOUNDING_SSE, None, "text/event-stream", {}
+    if case == "stream usage requested":
+        body = USAGE_BEFORE_FINISH
+    elif case == "oversize event":
+        body = oversize
+    elif case == "gzip stream":
+        chunks = gzip_chunks(FOUNDING_SSE)
+        body, headers = b"".join(chunks), {"content_encoding": "gzip"}
+    elif case == "declared repair":
+        body, media = AMBIGUOUS_JSON, "application/json"
+    elif case == "gzip body":
+        body, media, headers = gzip.compress(FOUNDING_JSON), "application/json", {"content_encoding": "gzip"}
+    elif case == "body with secrets kept":
+        body, media = FOUNDING_JSON, "application/json"
+    f = llm_flow(body, media, headers=headers)
+    f.request.headers["authorization"] = "Bearer sk-live-PLANTED"
+    f.request.content = json.dumps(
+        {"model": "claude-sonnet-4-5", "stream": media != "application/json"}
+    ).encode()
+    if case == "observe-only profile":
+        f.request.host = "watch.example"
+    if case == "cut-off stream":
+        arm(addon, f)
+        assert f.response is not None and callable(f.response.stream)
+        f.response.stream(FOUNDING_SSE[: FOUNDING_SSE.index(b"data: {", 300) + 20])
+        f.error = tflow.terr("peer closed connection without sending complete message body")
+        addon.error(f)
+    elif media == "text/event-stream":
+        run_stream(addon, f, chunks or [body[i : i + 57] for i in range(0, len(body), 57)])
+    else:
+        arm(addon, f)
+        addon.response(f)
+    return roundtrip(f)
+
+
+EVERY_OPTION = {
+    "usage_request_stream_usage": True,
+    "usage_profiles": "PROFILES",
+    "usage_redact_secrets": False,
+    "usage_max_event_bytes": 4096,
+}
+# Issue 7 §4, another part: an event over the bound is counted once per piece, so `events`,
+# `index` and `oversize_events` depend on the live chunking. Strict: drop it once that is fixed.
+PER_PIECE = pytest.mark.xfail(strict=True, reason="oversize events are counted per piece")
+
+
+@pytest.mark.parametrize("combined", [False, True], ids=["its own option", "every option at once"])
+@pytest.mark.parametrize(
+    ("case", "options", "status"),
+    [
+        ("stream", {}, "rewritten"),
+        ("stream usage requested", {"usage_request_stream_usage": True}, "rewritten"),
+        ("declared repair", {"usage_profiles": "PROFILES"}, "rewritten"),
+        ("observe-only profile", {"usage_profiles": "PROFILES"}, "unchanged"),
+        ("body with secrets kept", {"usage_redact_secrets": False}, "rewritten"),
+        ("gzip stream", {}, "rewritten"),
+        ("gzip body", {}, "rewritten"),
+        ("cut-off stream", {}, "unmeasured"),
+        pytest.param("oversize event", {"usage_max_event_bytes": 4096}, "rewritten", marks=PER_PIECE),
+    ],
+)
+async def test_renormalizing_a_saved_flow_changes_nothing(
+    case: str, options: dict[str, Any], status: str, combined: bool, tmp_path: Path
+) -> None:
+    options = EVERY_OPTION if combined else options
+    if options.get("usage_profiles"):
+        (tmp_path / "profiles.toml").write_text(PROFILES)
+        options = {**options, "usage_profiles": str(tmp_path / "profiles.toml")}
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, **options)
+        saved = capture(addon, case)
+        if not combined:
+            assert saved.metadata["usagefix"]["status"] == status
+        kept = options.get("usage_redact_secrets") is False
+        assert (
+            saved.request.headers["authorization"] == f"Bearer {'sk-live-PLANTED' if kept else '<redacted>'}"
+        )
+        once = roundtrip(saved)
+        await tctx.cycle(addon, once)
+        twice = roundtrip(once)
+        await tctx.cycle(addon, twice)
+        assert roundtrip(once).get_state() == saved.get_state()
+        assert roundtrip(twice).get_state() == saved.get_state()
+
+
+# -- an old, tampered or foreign record never raises out of the addon ------------------------------
+
+TAMPERED: dict[str, Any] = {
+    "an offset as text": lambda r: r["changes"][0].update(offset=str(r["changes"][0]["offset"])),
+    "changes not a list": lambda r: r.update(changes="all of them"),
+    "a change without its original": lambda r: r["changes"][0].pop("original"),
+    "content_encoding a number": lambda r: r.update(content_encoding=5),
+    "stream_usage_added as text": lambda r: r.update(stream_usage_added="yes"),
+    "held_back a number": lambda r: r.update(held_back=3),
+    "error a list": lambda r: r.update(error=["cut off"]),
+    "a later schema's change spans": lambda r: r["changes"][0].update(offset={"start": 0, "end": 9}),
+    "not a record at all": lambda r: r.clear(),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERED))
+async def test_an_unreadable_record_is_no_record_and_is_logged(
+    tamper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        run_stream(addon, f, [FOUNDING_SSE])
+        f = roundtrip(f)
+        TAMPERED[tamper](f.metadata["usagefix"])
+        if tamper == "not a record at all":
+            f.metadata["usagefix"] = "garbage"
+        await tctx.cycle(addon, f)  # raises nothing
+        # Normalized from the body as saved (the client's, already fixed): nothing left to repair.
+        assert f.response is not None and f.response.content == FIXED_SSE
+        rec = f.metadata["usagefix"]
+        assert rec["status"] == "unchanged" and rec["changes"] == [] and rec["content_encoding"] is None
+        assert f"{f.request.pretty_url}: unreadable record" in caplog.text
+
+
+async def test_a_later_schema_with_more_keys_is_still_read() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        run_stream(addon, f, [FOUNDING_SSE])
+        f = roundtrip(f)
+        rec = f.metadata["usagefix"]
+        rec["schema_version"] += 1
+        rec["costs"] = {"before": -0.3}
+        rec["changes"][0]["span"] = [0, 9]
+        await tctx.cycle(addon, f)
+        assert f.metadata["usagefix"]["status"] == "rewritten"  # rebuilt from the upstream's original
+        assert f.response is not None and f.response.content == FIXED_SSE

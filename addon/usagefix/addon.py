@@ -23,7 +23,8 @@ from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, m
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import METADATA_KEY, UsageRecord, build_record, rebuild_upstream, summary
+from usagefix.record import METADATA_KEY, UsageRecord, build_record, read_prior, rebuild_upstream, summary
+from usagefix.redaction import redact_headers, redact_path
 from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
 
 __all__ = ["UsageFix"]
@@ -103,49 +104,37 @@ class _Stream:
         return out + self.rewriter.finish() if not chunk else out
 
 
-# Where credentials travel. Redacted in what is saved; the upstream still gets the real ones.
-SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
-SECRET_RESPONSE_HEADERS = ("set-cookie",)
-SECRET_QUERY = ("key",)  # Gemini's ?key=
-REDACTED = "<redacted>"
+def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
+    # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
+    new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+    return None if new is None else tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in new)
 
 
-def _mask(name: str, value: str) -> str:
-    if name in ("authorization", "proxy-authorization") and " " in value.strip():
-        return value.strip().split(" ", 1)[0] + " " + REDACTED  # keep the scheme: "Bearer <redacted>"
-    return REDACTED
-
-
-def _redact_headers(headers: http.Headers, names: tuple[str, ...]) -> None:
-    for name in names:
-        values = headers.get_all(name)
-        if values and any(v != _mask(name, v) for v in values):
-            headers.set_all(name, [_mask(name, v) for v in values])
+def _redact_message_state(state: object, *, is_request: bool) -> None:
+    if not isinstance(state, dict):
+        return
+    fields = state.get("headers")
+    if isinstance(fields, tuple) and (new := _redact_fields(fields)) is not None:
+        state["headers"] = new
+    path = state.get("path")
+    if is_request and isinstance(path, bytes) and (p := redact_path(path.decode("latin-1"))) is not None:
+        state["path"] = p.encode("latin-1")
 
 
 def redact(flow: http.HTTPFlow) -> None:
-    """Mask credentials in the flow as it will be saved (request already sent, so harmless)."""
-    _redact_headers(flow.request.headers, SECRET_HEADERS)
-    for key in SECRET_QUERY:
-        if flow.request.query.get_all(key):
-            flow.request.query.set_all(key, [REDACTED] * len(flow.request.query.get_all(key)))
-    if flow.response is not None:
-        _redact_headers(flow.response.headers, SECRET_RESPONSE_HEADERS)
-    # A backup (client replay, edits) is saved with the flow: it holds the original headers too.
+    """Mask credentials in the flow as it will be saved (the request was sent, so harmless)."""
+    req = flow.request
+    if (fields := _redact_fields(req.headers.fields)) is not None:
+        req.headers.fields = fields
+    if (path := redact_path(req.path)) is not None:
+        req.path = path
+    if flow.response is not None and (fields := _redact_fields(flow.response.headers.fields)) is not None:
+        flow.response.headers.fields = fields
+    # A backup (client replay, edits) is saved with the flow: it holds the originals too.
     backup = getattr(flow, "_backup", None)
-    if isinstance(backup, dict) and isinstance(backup.get("request"), dict):
-        hdrs = backup["request"].get("headers")
-        if hdrs:
-            secret = {n.encode() for n in SECRET_HEADERS}
-            backup["request"]["headers"] = tuple(
-                (
-                    k,
-                    _mask(k.decode().lower(), v.decode("latin-1")).encode("latin-1")
-                    if k.lower() in secret
-                    else v,
-                )
-                for k, v in hdrs
-            )
+    if isinstance(backup, dict):
+        _redact_message_state(backup.get("request"), is_request=True)
+        _redact_message_state(backup.get("response"), is_request=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,18 +352,29 @@ class UsageFix:
         body = resp.get_content(strict=False)
         if body is None:
             return
-        old = flow.metadata.get(METADATA_KEY) if recorded else None
-        old = old if isinstance(old, dict) else {}
-        if old:
+        prior = None
+        if recorded and METADATA_KEY in flow.metadata:
             try:
-                body = rebuild_upstream(body, old)
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                prior = read_prior(flow.metadata[METADATA_KEY])
+            except ValueError as e:  # hand-edited, or another schema: as if there were none
                 logger.warning(
-                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved", flow.id, e
+                    "usagefix: %s: unreadable record (%s); normalizing the body as saved",
+                    flow.request.pretty_url,
+                    e,
                 )
-        context = replace(state.ctx, strip_usage_chunk=bool(old.get("stream_usage_added")))
+        if prior is not None:
+            try:
+                body = rebuild_upstream(body, prior)
+            except ValueError as e:
+                logger.warning(
+                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved",
+                    flow.request.pretty_url,
+                    e,
+                )
+        context = replace(state.ctx, strip_usage_chunk=prior is not None and prior.stream_usage_added)
         if framing is not None:
-            cut = flow.error.msg if recorded and flow.error and old.get("error") == flow.error.msg else None
+            was_cut = prior is not None and flow.error is not None and prior.error == flow.error.msg
+            cut = flow.error.msg if was_cut and flow.error else None
             new, rw = rewrite_stream(
                 state.dialect,
                 body,
@@ -383,7 +383,7 @@ class UsageFix:
                 ctx=context,
                 framing=framing,
             )
-            record = self._build(rw, old.get("content_encoding"), cut_off=cut)
+            record = self._build(rw, prior.content_encoding if prior else None, cut_off=cut)
         else:
             result = rewrite_body(state.dialect, body, context)
             new = body if result.body is None else result.body

@@ -67,8 +67,8 @@ OPTIONS: dict[str, Option] = {
             "usage_redact_secrets",
             "bool",
             True,
-            "Mask credentials (Authorization, x-api-key, x-goog-api-key, api-key, cookies, key= query "
-            "parameters) in saved flows. The upstream always receives the real ones.",
+            "Mask credentials (Authorization, API-key and token headers, cookies, key=, access_token= and "
+            "AWS presigned query parameters) in saved flows. The upstream always receives the real ones.",
             "true or false",
         ),
         Option(

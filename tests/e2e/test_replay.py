@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -159,6 +161,12 @@ def test_client_replay_resends_through_the_addon(
     assert PLANTED.encode() not in out.read_bytes()
 
 
+def read_once(path: Path) -> list[http.HTTPFlow]:
+    """The flows of a file, each once: mitmproxy's Save writes a flow in `response` and again in
+    `error`, so `-nr` writes a cut-off flow (it has both) twice, identically."""
+    return list({f.id: f for f in read(path)}.values())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,3 +204,136 @@ def test_mitmweb_shows_the_usage_diff(recordings: dict[str, Path], tmp_path: Pat
                 assert "R1: cache reads were left out of prompt_tokens" in view["text"]
     finally:
         stop(proc)
+
+
+# -- re-normalizing with every option that changes what is recorded --------------------------------
+
+PROFILES = """
+[[profile]]
+name = "watch-only"
+path = "/watch/*"
+observe_only = true
+
+[[profile]]
+name = "cliproxy-claude"
+model = "claude-*"
+prompt_cache_reads = "excluded"
+"""
+OPTION_SETS = {
+    "defaults": [],
+    "every option": [
+        *("--set", "usage_request_stream_usage=true", "--set", "usage_redact_secrets=false"),
+        *("--set", "usage_profiles=PROFILES", "--set", "usage_max_event_bytes=4096"),
+    ],
+}
+
+
+def _chunk(choices: list[object], usage: object) -> bytes:
+    obj = {"id": "chatcmpl-synthetic-9", "object": "chat.completion.chunk", "model": "claude-sonnet-4-5"}
+    return b"data: " + json.dumps({**obj, "choices": choices, "usage": usage}).encode() + b"\n\n"
+
+
+def _gzip_chunks(body: bytes) -> list[bytes]:
+    comp = zlib.compressobj(wbits=31)
+    return [comp.compress(c) + comp.flush(zlib.Z_SYNC_FLUSH) for c in awkward_cuts(body)] + [comp.flush()]
+
+
+def _traffic(base: str, upstream: Upstream) -> None:
+    """One exchange of each kind whose record an option changes."""
+    founding_json = (GOLDEN / "openai_chat/fix-founding-bug.upstream.json").read_bytes()
+    founding_sse = (GOLDEN / "openai_chat/fix-founding-bug-stream.upstream.sse").read_bytes()
+    usage = json.loads(founding_json)["usage"]
+    usage_before_finish = (  # a dropped usage chunk shares its offset with the next change
+        _chunk([{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}], None)
+        + _chunk([], usage)
+        + _chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], None)
+        + b"data: [DONE]\n\n"
+    )
+    ambiguous = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "choices": [],
+            "usage": {**usage, "prompt_tokens_details": {"cached_tokens": 1500}},
+        }
+    )
+    sse = "text/event-stream"
+    stream = {"model": "claude-sonnet-4-5", "messages": MESSAGES, "stream": True}
+    plain = {"model": "claude-sonnet-4-5", "messages": MESSAGES}
+    exchanges: list[tuple[str, dict[str, object], Scenario]] = [
+        (
+            "/v1/chat/completions",
+            stream,
+            Scenario(body=founding_sse, content_type=sse, chunks=awkward_cuts(founding_sse)),
+        ),
+        (
+            "/v1/chat/completions",
+            stream,
+            Scenario(body=usage_before_finish, content_type=sse, chunks=awkward_cuts(usage_before_finish)),
+        ),
+        ("/v1/chat/completions", plain, Scenario(body=ambiguous.encode())),
+        (
+            "/watch/v1/chat/completions",  # asks for usage itself: nothing is added to strip
+            {**stream, "stream_options": {"include_usage": True}},
+            Scenario(body=founding_sse, content_type=sse, chunks=awkward_cuts(founding_sse)),
+        ),
+        ("/v1/chat/completions", plain, Scenario(body=founding_json, gzip=True)),
+        (
+            "/v1/chat/completions",
+            stream,
+            Scenario(
+                body=founding_sse,
+                content_type=sse,
+                chunks=_gzip_chunks(founding_sse),
+                headers={"content-encoding": "gzip"},
+            ),
+        ),
+        (
+            "/v1/chat/completions",
+            stream,
+            Scenario(body=founding_sse, content_type=sse, chunks=awkward_cuts(founding_sse), cut_after=12),
+        ),
+    ]
+    credentials = {"authorization": f"Bearer {PLANTED}", "x-amz-security-token": PLANTED}
+    with httpx.Client(timeout=20, headers=credentials) as c:
+        for path, request, scenario in exchanges:
+            upstream.scenario = scenario
+            try:
+                with c.stream("POST", base + path, json=request) as r:
+                    assert r.status_code == 200
+                    r.read()
+            except httpx.RemoteProtocolError:
+                assert scenario.cut_after is not None
+    time.sleep(0.3)
+
+
+@pytest.mark.parametrize("option_set", list(OPTION_SETS))
+def test_renormalizing_twice_changes_nothing_whatever_the_options(
+    option_set: str, upstream: Upstream, tmp_path: Path
+) -> None:
+    (tmp_path / "profiles.toml").write_text(PROFILES)
+    options = [o.replace("PROFILES", str(tmp_path / "profiles.toml")) for o in OPTION_SETS[option_set]]
+    capture, once, twice = tmp_path / "capture.mitm", tmp_path / "once.mitm", tmp_path / "twice.mitm"
+    proc, port = start_mitmdump(
+        ["--mode", f"reverse:{upstream.url}", "-s", ADDON, *options, "-w", str(capture)], tmp_path
+    )
+    try:
+        _traffic(f"http://127.0.0.1:{port}", upstream)
+    finally:
+        stop(proc)
+    mitmdump("-nr", str(capture), "-s", ADDON, *options, "-w", str(once))
+    mitmdump("-nr", str(once), "-s", ADDON, *options, "-w", str(twice))
+    assert upstream.requests[-1]["headers"]["x-amz-security-token"] == PLANTED  # the upstream's is real
+    assert (PLANTED.encode() in capture.read_bytes()) is (option_set != "defaults")  # the saved one not
+    a, b, c = read_once(capture), read_once(once), read_once(twice)
+    statuses = " ".join(f.metadata["usagefix"]["status"] for f in a)
+    if option_set == "defaults":  # the ambiguous block (3rd) is flagged, the watched one (4th) fixed
+        assert statuses == "rewritten rewritten unchanged rewritten rewritten rewritten unmeasured"
+    else:  # the profile settles the ambiguous block, and only watches the 4th
+        assert statuses == "rewritten rewritten rewritten unchanged rewritten rewritten unmeasured"
+        assert a[1].metadata["usagefix"]["stream_usage_added"] is True
+        assert a[3].metadata["usagefix"]["profile"] == "watch-only"
+        assert all(f.request.headers["authorization"] == f"Bearer {PLANTED}" for f in a)
+    assert a[5].metadata["usagefix"]["content_encoding"] == "gzip"
+    assert a[6].metadata["usagefix"]["held_back"]
+    for x, y, z in zip(a, b, c, strict=True):
+        assert x.get_state() == y.get_state() == z.get_state()
