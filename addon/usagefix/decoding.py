@@ -10,7 +10,8 @@ every one is decoded. Bytes after the last member that do not start a new one ar
 
 The contract, for whoever forwards the bytes: every input byte either went into the output of
 `decode`/`flush`, or is in the `tail` of the `DecodeError` they raised. After an error the decoder
-is spent; the caller forwards the rest of the stream as it comes.
+is spent; the caller forwards the rest of the stream as it comes. (brotli cannot tell where in a
+chunk its stream ended: a chunk that runs on past the end comes back whole in the tail.)
 """
 
 from __future__ import annotations
