@@ -23,9 +23,17 @@ from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, m
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import METADATA_KEY, UsageRecord, build_record, read_prior, rebuild_upstream, summary
+from usagefix.record import (
+    METADATA_KEY,
+    Status,
+    UsageRecord,
+    build_record,
+    read_prior,
+    rebuild_upstream,
+    summary,
+)
 from usagefix.redaction import redact_headers, redact_path
-from usagefix.rewriter import StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
 
 __all__ = ["UsageFix"]
 
@@ -164,6 +172,14 @@ def _ask_for_stream_usage(flow: http.HTTPFlow, body: dict[str, Any]) -> bool:
     return True
 
 
+def _untouched(state: _FlowState, status: Status, why: str, encoding: str | None = None) -> UsageRecord:
+    """The record of a stream passed through untouched before its first byte: nothing was read."""
+    profile = state.ctx.profile.name if state.ctx.profile else None
+    rec = build_record(Rewrite(state.dialect.name, streamed=True, profile=profile, error=why))
+    anomalies = [f"undecodable_encoding:{encoding}"] if encoding else []
+    return rec.model_copy(update={"status": status, "anomalies": anomalies, "events": None})
+
+
 class UsageFix:
     """Rewrites the usage of LLM responses into normalized, self-consistent, cumulative totals."""
 
@@ -258,26 +274,41 @@ class UsageFix:
             return
         if not 200 <= resp.status_code < 300:
             return  # errors pass untouched
-        framing = framing_for(state.dialect, _media_type(resp), flow.request.path)
-        if framing is None:
-            return  # a whole JSON body: buffered, rewritten in `response`
-        decoder = None
-        encoding = resp.headers.get("content-encoding", "").strip().lower() or None
-        if encoding and encoding != "identity":
-            decoder = make_decoder(encoding)
-            if decoder is None:
-                logger.warning(
-                    "usagefix: cannot decode content-encoding %r; streaming it untouched", encoding
-                )
-                resp.stream = True
-                return
-            del resp.headers["content-encoding"]
-        # The size changes when usage is rewritten: the client must not rely on content-length.
-        resp.headers.pop("content-length", None)
-        if flow.request.http_version == "HTTP/1.1":
-            resp.headers["transfer-encoding"] = "chunked"  # keeps the connection alive
-        rewriter = StreamRewriter(state.dialect, self.max_event_bytes, state.ctx, framing)
-        resp.stream = _Stream(rewriter, decoder, encoding if decoder else None)
+        headers = resp.headers.copy()
+        try:
+            framing = framing_for(state.dialect, _media_type(resp), flow.request.path)
+            if framing is None:
+                return  # a whole JSON body: buffered, rewritten in `response`
+            decoder = None
+            encoding = resp.headers.get("content-encoding", "").strip().lower() or None
+            if encoding and encoding != "identity":
+                decoder = make_decoder(encoding)
+                if decoder is None:
+                    # Streamed as bare mitmdump would: the client decodes it, we cannot.
+                    logger.warning(
+                        "usagefix: %s: cannot decode content-encoding %r; streaming it untouched",
+                        flow.request.pretty_url,
+                        encoding,
+                    )
+                    resp.stream = True
+                    why = f"content-encoding {encoding!r} cannot be decoded here: passed through untouched"
+                    self._record(flow, _untouched(state, "undecodable_encoding", why, encoding))
+                    return
+            rewriter = StreamRewriter(state.dialect, self.max_event_bytes, state.ctx, framing)
+            stream = _Stream(rewriter, decoder, encoding if decoder else None)
+            if decoder is not None:
+                del resp.headers["content-encoding"]
+            # The size changes when usage is rewritten: the client must not rely on content-length.
+            resp.headers.pop("content-length", None)
+            if flow.request.http_version == "HTTP/1.1":
+                resp.headers["transfer-encoding"] = "chunked"  # keeps the connection alive
+            resp.stream = stream
+        except Exception as e:  # fail open: stream it untouched, as bare mitmdump would, and say why
+            resp.headers = headers
+            resp.stream = True
+            why = f"responseheaders failed: {type(e).__name__}: {e}"
+            logger.warning("usagefix: %s: %s; streaming it untouched", flow.request.pretty_url, why)
+            self._record(flow, _untouched(state, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.

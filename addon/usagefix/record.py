@@ -30,7 +30,7 @@ __all__ = [
 METADATA_KEY = "usagefix"
 SCHEMA_VERSION = 1
 
-Status = Literal["rewritten", "unchanged", "unmeasured", "passthrough_error"]
+Status = Literal["rewritten", "unchanged", "unmeasured", "passthrough_error", "undecodable_encoding"]
 
 
 class _Strict(BaseModel):
@@ -255,4 +255,6 @@ def summary(rec: UsageRecord) -> str:
         if rec.error:
             return f"usagefix: unmeasured, cut off ({rec.error})"
         return "usagefix: unmeasured, the response carried no usage"
+    if rec.status == "undecodable_encoding":
+        return f"usagefix: {rec.error}"
     return f"usagefix: passed through untouched after an error ({rec.error})"
