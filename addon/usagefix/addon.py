@@ -359,7 +359,14 @@ class UsageFix:
                 logger.warning(
                     "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved", flow.id, e
                 )
-        context = replace(state.ctx, strip_usage_chunk=bool(old.get("stream_usage_added")))
+        context = replace(
+            state.ctx,
+            strip_usage_chunk=bool(old.get("stream_usage_added")),
+            # Bedrock InvokeModel reports its counts in headers.
+            response_headers=tuple(
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields
+            ),
+        )
         if framing is not None:
             cut = flow.error.msg if recorded and flow.error and old.get("error") == flow.error.msg else None
             new, rw = rewrite_stream(

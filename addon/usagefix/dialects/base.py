@@ -20,6 +20,13 @@ class Context:
     model: str | None = None
     strip_usage_chunk: bool = False
     """We asked the upstream for usage the client did not ask for: drop it from the client's stream."""
+    response_headers: tuple[tuple[str, str], ...] = ()
+    """The response's headers (names lower-case), for dialects that report usage there (Bedrock
+    InvokeModel's `x-amzn-bedrock-*-token-count`); empty when not known."""
+
+    def header(self, name: str) -> str | None:
+        """The first response header called `name` (lower-case), if any."""
+        return next((v for k, v in self.response_headers if k == name), None)
 
 
 NO_CONTEXT = Context()
