@@ -432,6 +432,19 @@ def test_a_stream_with_usage_on_every_chunk_is_measured_once_it_finishes() -> No
     assert rec.final_seen is True
 
 
+def test_a_usage_chunk_with_an_unfinished_choice_is_final_once_done_follows() -> None:
+    # LiteLLM's synthetic usage chunk (#28735), MLX servers: non-empty choices, no finish_reason.
+    last = (
+        b'data: {"id":"chatcmpl-t","object":"chat.completion.chunk","choices":[{"index":0,"delta":{}}],'
+        b'"usage":{"prompt_tokens":65,"completion_tokens":251,"total_tokens":316}}\n\n'
+    )
+    finished = chat_chunk(None, finish="stop").replace(b',"usage":null', b"")
+    _, rec = chat_stream(finished + last + b"data: [DONE]\n\n")
+    assert rec.status == "unchanged" and rec.final_seen is True
+    _, rec = chat_stream(finished + last)  # cut before [DONE]: nothing says it was the last
+    assert rec.status == "unmeasured" and rec.final_seen is False
+
+
 def test_null_details_stay_null_on_the_wire_and_unknown_in_the_record() -> None:
     correct = (
         b'{"model":"m","usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,'

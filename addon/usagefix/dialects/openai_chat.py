@@ -8,8 +8,9 @@ with `continuous_usage_stats` puts a cumulative snapshot on every chunk). Groq p
 `x_groq.usage` of its last chunk instead.
 
 A usage block is final (R8) only on a chunk that ends the response: `choices` empty (or absent),
-or a choice with a `finish_reason`. Partial snapshots on the chunks before it are checked and
-recorded, but a stream cut before the final one stays unmeasured.
+or a choice with a `finish_reason`, or when `[DONE]` follows it. Partial snapshots on the chunks
+before it (vLLM's continuous usage, translators) are checked and recorded, but a stream cut before
+the final one stays unmeasured.
 """
 
 from __future__ import annotations
@@ -51,14 +52,23 @@ class _ChatStream:
         # exact string value "usage", a harmless false positive that gets parsed and dropped).
         i = raw.find(b'"usage"')
         if i < 0:
-            return False
+            return self._partial() and b"[DONE]" in raw  # the end that makes the last one final
         if self.ctx.strip_usage_chunk:
             return True  # the `"usage":null` keys we caused must go too
         rest = raw[i + 7 : i + 16].lstrip(b" \t:")
         return not rest.startswith(b"null") or raw.find(b'"usage"', i + 7) >= 0
 
+    def _partial(self) -> bool:
+        """Usage was seen, but not yet on a chunk that ends the response."""
+        return self.tally.snapshots > 0 and not self.tally.final_seen
+
     def rewrite_event(self, name: str | None, data: str) -> str | None:
         if data.strip() == "[DONE]":
+            if self._partial():
+                # The stream ended as it should: its last snapshot, whatever its chunk's shape,
+                # is the final one (LiteLLM #28735, MLX servers: a usage chunk with
+                # `choices: [{"index": 0, "delta": {}}]`).
+                self.tally.final_seen = True
             return None
         obj = json.loads(data)
         if not isinstance(obj, dict):
