@@ -652,6 +652,20 @@ def test_groq_usage_in_x_groq_is_measured() -> None:
     assert out == first + GROQ_LAST
 
 
+def test_moonshot_usage_in_the_finishing_choice_is_measured() -> None:
+    last = (
+        b'data: {"id":"chatcmpl-k","object":"chat.completion.chunk","created":1733299889,"model":"kimi-k2-0905-preview",'
+        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop","usage":{"prompt_tokens":10,"completion_tokens":79,'
+        b'"total_tokens":89,"cached_tokens":0}}],"system_fingerprint":"fpv0_c26222aa"}\n\n'
+    )
+    out, rec = chat_stream(last + b"data: [DONE]\n\n")
+    assert out == last + b"data: [DONE]\n\n" and rec.status == "unchanged" and rec.final_seen
+    assert rec.usage_after is not None and rec.usage_after.total == 89
+    low = last.replace(b'"total_tokens":89', b'"total_tokens":80')
+    out, rec = chat_stream(low)
+    assert out == last and [r.rule for r in rec.rules] == ["I3"]
+
+
 def test_an_unchanged_leaf_keeps_its_spelling() -> None:
     body = b'{"model":"claude-x","usage":{"prompt_tokens":13,"completion_tokens":40,"total_tokens":53,"cost":0.00001,"prompt_tokens_details":{"cached_tokens":22000,"audio_tokens":0}}}'
     out, _ = body_of("openai_chat", body)

@@ -62,8 +62,28 @@ def _members(text: str, i: int) -> tuple[list[_Member], int]:
         raise ValueError(f"expected ',' or '}}' at {i}")
 
 
-def find_span(text: str, path: Sequence[str]) -> tuple[int, int] | None:
-    """The (start, end) of the value at `path` (a list of object keys), or None.
+def _elements(text: str, i: int) -> list[tuple[int, int]]:
+    """The (start, end) of each element of the array starting at `i` (a `[`)."""
+    i = _ws(text, i + 1)
+    out: list[tuple[int, int]] = []
+    if text[i : i + 1] == "]":
+        return out
+    while True:
+        start = i
+        _, i = _decoder.raw_decode(text, i)
+        out.append((start, i))
+        i = _ws(text, i)
+        c = text[i : i + 1]
+        if c == ",":
+            i = _ws(text, i + 1)
+            continue
+        if c == "]":
+            return out
+        raise ValueError(f"expected ',' or ']' at {i}")
+
+
+def find_span(text: str, path: Sequence[str | int]) -> tuple[int, int] | None:
+    """The (start, end) of the value at `path` (object keys, and array indices), or None.
 
     With duplicate keys, the last one wins, as in `json.loads`. Raises `ValueError` on text that
     is not JSON along the way.
@@ -71,13 +91,21 @@ def find_span(text: str, path: Sequence[str]) -> tuple[int, int] | None:
     i = _ws(text, 0)
     span: tuple[int, int] | None = None
     for key in path:
-        if text[i : i + 1] != "{":
-            return None
-        members, _ = _members(text, i)
-        found = [m for m in members if m.key == key]
-        if not found:
-            return None
-        span = (found[-1].value_start, found[-1].value_end)
+        if isinstance(key, int):
+            if text[i : i + 1] != "[":
+                return None
+            elements = _elements(text, i)
+            if not 0 <= key < len(elements):
+                return None
+            span = elements[key]
+        else:
+            if text[i : i + 1] != "{":
+                return None
+            members, _ = _members(text, i)
+            found = [m for m in members if m.key == key]
+            if not found:
+                return None
+            span = (found[-1].value_start, found[-1].value_end)
         i = span[0]
     return span
 
@@ -193,14 +221,14 @@ def _key_end(text: str, key_start: int) -> int:
     return i
 
 
-def replace_at(text: str, path: Sequence[str], value: Any) -> str:
+def replace_at(text: str, path: Sequence[str | int], value: Any) -> str:
     """Return `text` with the value at `path` replaced by `value`; the path must exist.
 
     Only what differs is rewritten (see the module's docstring).
     """
     span = find_span(text, path)
     if span is None:
-        raise KeyError("/".join(path))
+        raise KeyError("/".join(map(str, path)))
     start, end = span
     old = json.loads(text[start:end])
     return text[:start] + _edit(text, start, end, old, value) + text[end:]

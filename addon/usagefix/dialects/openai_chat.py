@@ -5,7 +5,7 @@ Usage is inclusive (usage-semantics §1, §8.5): `prompt_tokens` ⊇ `cached_tok
 In a stream, the usage chunk is the one whose `usage` is not null, whatever its `choices` (Azure
 sends a first chunk with empty `choices` and no usage; Google puts usage on a content chunk; vLLM
 with `continuous_usage_stats` puts a cumulative snapshot on every chunk). Groq puts it in
-`x_groq.usage` of its last chunk instead.
+`x_groq.usage` of its last chunk instead, Moonshot (Kimi) in the finishing choice's `usage`.
 
 A usage block is final (R8) only on a chunk that ends the response: `choices` empty (or absent),
 or a choice with a `finish_reason`, or when `[DONE]` follows it. Partial snapshots on the chunks
@@ -88,15 +88,27 @@ class _ChatStream:
         elif isinstance(usage, dict):
             emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
             return None if emitted is None else replace_at(data, ["usage"], emitted)
-        groq = obj.get("x_groq")
-        if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
-            # Groq's own place for a stream's usage (its last chunk), when the top level has none.
-            emitted = rewrite_usage(
-                groq["usage"], self.tally, self.ctx, CHAT, model=model_of(obj), final=final
-            )
+        for path, block in _elsewhere(obj):
+            emitted = rewrite_usage(block, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
             if emitted is not None:
-                text = replace_at(text, ["x_groq", "usage"], emitted)
+                text = replace_at(text, path, emitted)
         return None if text == data else text
+
+
+def _elsewhere(chunk: Mapping[str, Any]) -> list[tuple[list[str | int], dict[str, Any]]]:
+    """Usage where some servers put it when the top level has none: Groq in `x_groq.usage`,
+    Moonshot (Kimi) in the finishing choice's `usage`."""
+    groq = chunk.get("x_groq")
+    if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
+        return [(["x_groq", "usage"], groq["usage"])]
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [
+        (["choices", i, "usage"], c["usage"])
+        for i, c in enumerate(choices)
+        if isinstance(c, dict) and isinstance(c.get("usage"), dict)
+    ]
 
 
 def is_final(chunk: Mapping[str, Any]) -> bool:
