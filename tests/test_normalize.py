@@ -445,6 +445,18 @@ def test_a_usage_chunk_with_an_unfinished_choice_is_final_once_done_follows() ->
     assert rec.status == "unmeasured" and rec.final_seen is False
 
 
+def test_an_empty_usage_block_is_no_snapshot_not_an_invalid_one() -> None:
+    _, rec = chat_stream(chat_chunk({}) + chat_chunk({"prompt_tokens": None, "completion_tokens": None}))
+    assert rec.status == "unmeasured" and rec.anomalies == ["no_final_usage"]
+
+
+def test_a_gemini_chunk_without_candidates_ends_the_response() -> None:
+    blocked = b'data: {"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}\n\n'
+    _, rw = rewrite_stream(DIALECTS["gemini"], blocked)
+    rec = build_record(rw.outcome)
+    assert rec.status == "unchanged" and rec.final_seen
+
+
 def test_null_details_stay_null_on_the_wire_and_unknown_in_the_record() -> None:
     correct = (
         b'{"model":"m","usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,'

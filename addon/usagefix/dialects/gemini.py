@@ -70,8 +70,12 @@ def emit(um: Mapping[str, Any], u: CanonicalUsage, r: GeminiReport) -> dict[str,
 
 
 def _finished(obj: Mapping[str, Any]) -> bool:
+    """Whether a chunk ends the response: a candidate finished, or there is none (a usage-only
+    chunk, or a prompt blocked by `promptFeedback.blockReason`)."""
     cands = obj.get("candidates")
-    return isinstance(cands, list) and any(isinstance(c, dict) and c.get("finishReason") for c in cands)
+    if not isinstance(cands, list) or not cands:
+        return True
+    return any(isinstance(c, dict) and c.get("finishReason") for c in cands)
 
 
 class Gemini:

@@ -228,6 +228,8 @@ def rewrite_usage(
     `final`: this block is the response's last word on usage (R8); a partial snapshot (vLLM's
     continuous usage, a translator's usage on every chunk) leaves the response unmeasured until one is.
     """
+    if all(usage.get(k) is None for k in (shape.prompt, shape.completion, "total_tokens")):
+        return None  # `{}` or all-null: no count at all, no snapshot (unmeasured, not invalid)
     profile = ctx.profile
     declared = Declared()
     if profile is not None:
