@@ -116,6 +116,13 @@ INCLUSIVE: dict[str, Case] = {
         ["ambiguous_total_gap"],
         gemini=True,
     ),
+    "coincidence for Gemini: unreported thinking == cache reads": Case(
+        InclusiveReport(1000, 50, cache_read=200, total=1250),
+        [],
+        {"input_total": 1000, "output_total": 50, "unattributed": 200},
+        ["ambiguous_total_gap"],
+        gemini=True,
+    ),
     "no coincidence off Gemini: reads > reasoning, the tell holds": Case(
         InclusiveReport(100, 50, cache_read=30, reasoning=20, total=180),
         ["R1"],

@@ -175,9 +175,10 @@ def normalize_inclusive(
         r1 = "cache reads were left out of prompt_tokens (declared by the upstream's profile)"
     elif cr and declared.cache_reads != "included" and gap() == cr:
         # The tell: total_tokens counts the cache reads beside the prompt. Unless reasoning beside
-        # completion (R5), or reasoning plus Gemini's tool-use prompt (R3), explains the same gap:
-        # then the coincidence proves nothing, and only a profile can say.
-        coincide = rs and (rs == cr or (from_gemini and rs < cr))
+        # completion (R5), or reasoning plus Gemini's tool-use prompt (R3), or a Gemini model's
+        # unreported thinking (R3), explains the same gap: then the coincidence proves nothing,
+        # and only a profile can say.
+        coincide = (rs and (rs == cr or (from_gemini and rs < cr))) or (from_gemini and not rs)
         if not coincide or declared.reasoning == "included":
             r1 = "cache reads were left out of prompt_tokens (total_tokens counts them beside it)"
         elif declared.reasoning is None:
