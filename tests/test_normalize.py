@@ -728,3 +728,108 @@ def test_bedrock_invoke_model_token_count_headers_are_measured() -> None:
     assert rec.usage_after is not None and rec.usage_after.total == 50
     _, rec = body_of("bedrock", llama)
     assert rec.status == "unmeasured"  # no headers, no body usage: unknown, not 0
+
+
+# -- invariants on the wire, in every dialect ---------------------------------------------------
+
+I4_CASES = {
+    "openai_chat": (
+        b'{"usage":{"prompt_tokens":-5,"completion_tokens":3,"total_tokens":-2}}',
+        {"prompt_tokens": 0, "completion_tokens": 3, "total_tokens": 3},
+    ),
+    "gemini": (
+        b'{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":2,"cachedContentTokenCount":-4,"totalTokenCount":12}}',
+        {
+            "promptTokenCount": 10,
+            "candidatesTokenCount": 2,
+            "cachedContentTokenCount": 0,
+            "totalTokenCount": 12,
+        },
+    ),
+    "anthropic": (
+        b'{"usage":{"input_tokens":-3,"cache_read_input_tokens":5,"output_tokens":2}}',
+        {"input_tokens": 0, "cache_read_input_tokens": 5, "output_tokens": 2},
+    ),
+}
+
+
+@pytest.mark.parametrize("dialect", I4_CASES)
+def test_i4_no_negative_count_reaches_the_client(dialect: str) -> None:
+    body, expected = I4_CASES[dialect]
+    out, rec = body_of(dialect, body)
+    key = "usageMetadata" if dialect == "gemini" else "usage"
+    assert json.loads(out)[key] == expected
+    assert "I4" in [r.rule for r in rec.rules] and any(a.startswith("negative_count:") for a in rec.anomalies)
+
+
+def test_i4_in_an_anthropic_stream_and_observe_only_says_what_it_would_do() -> None:
+    body = anthropic_stream({"input_tokens": -3, "output_tokens": 1}, {"output_tokens": 6})
+    usage, rec = anthropic_through(body)
+    assert usage == {"input_tokens": 0, "output_tokens": 6}
+    assert {"I4", "R4"} <= {r.rule for r in rec.rules}
+    watch = Context(profile=Profile(name="watch", observe_only=True))
+    out, rw = rewrite_stream(DIALECTS["anthropic"], body, ctx=watch)
+    rec = build_record(rw.outcome)
+    assert out == body and rec.rules == [] and "would_repair:R4" in rec.anomalies
+
+
+def test_i1_cache_reads_and_writes_fit_in_the_prompt_after_repair() -> None:
+    body = b'{"usage":{"prompt_tokens":30946,"completion_tokens":89,"total_tokens":31035,"prompt_tokens_details":{"cached_tokens":30940,"cache_write_tokens":460}}}'
+    out, rec = body_of("openai_chat", body)
+    assert rec.usage_before is not None and rec.usage_before.violations() == ["I1"]
+    assert rec.usage_after is not None and rec.usage_after.violations() == []
+    assert rec.usage_after.input_uncached == 6 and usage_out(out)["prompt_tokens"] == 31406
+
+
+def test_deepseek_hit_plus_miss_is_checked_never_subtracted() -> None:
+    body = b'{"usage":{"prompt_tokens":563,"completion_tokens":5,"total_tokens":568,"prompt_cache_hit_tokens":512,"prompt_cache_miss_tokens":40,"prompt_tokens_details":{"cached_tokens":512}}}'
+    out, rec = body_of("openai_chat", body)
+    assert out == body and "deepseek_hit_plus_miss_is_not_prompt" in rec.anomalies
+
+
+def test_both_cache_write_names_become_one() -> None:
+    body = b'{"usage":{"prompt_tokens":50,"completion_tokens":5,"total_tokens":55,"prompt_tokens_details":{"cache_write_tokens":40,"cached_creation_tokens":40}}}'
+    out, rec = body_of("openai_chat", body)
+    assert usage_out(out)["prompt_tokens_details"] == {"cache_write_tokens": 40}
+    assert [r.rule for r in rec.rules] == ["rename"]
+
+
+def test_bedrock_headers_that_are_not_counts_are_flagged_not_read() -> None:
+    headers = (("x-amzn-bedrock-input-token-count", "many"), ("x-amzn-bedrock-output-token-count", "36"))
+    _, rec = body_of("bedrock", b'{"generation":"x"}', Context(response_headers=headers))
+    assert (
+        rec.status == "unmeasured"
+        and "bedrock_header_not_a_count:x-amzn-bedrock-input-token-count" in rec.anomalies
+    )
+    nova = b'{"output":{},"usage":{"inputTokens":22,"outputTokens":13,"totalTokens":2527,"cacheWriteInputTokenCount":2492}}'
+    _, rec = body_of("bedrock", nova)
+    assert rec.usage_after is not None and rec.usage_after.cache_write == 2492 and rec.anomalies == []
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body", "would"),
+    [
+        (
+            "gemini",
+            b'{"usageMetadata":{"promptTokenCount":1106,"candidatesTokenCount":778,"thoughtsTokenCount":1089,"totalTokenCount":1884}}',
+            "I3",
+        ),
+        ("anthropic", b'{"usage":{"input_tokens":-3,"output_tokens":2}}', "I4"),
+        (
+            "openai_chat",
+            b'{"usage":{"prompt_tokens":1678,"completion_tokens":370,"total_tokens":2048,"prompt_tokens_details":{"cached_tokens":105530}}}',
+            "R1",
+        ),
+    ],
+)
+def test_observe_only_records_what_would_be_repaired_and_repairs_nothing(
+    dialect: str, body: bytes, would: str
+) -> None:
+    out, rec = body_of(dialect, body, Context(profile=Profile(name="watch", observe_only=True)))
+    assert out == body and rec.status == "unchanged" and rec.rules == []
+    assert f"would_repair:{would}" in rec.anomalies and rec.usage_after == rec.usage_before
+
+
+def test_bedrock_is_observe_only_even_for_a_negative_count() -> None:
+    out, rec = body_of("bedrock", b'{"usage":{"inputTokens":-1,"outputTokens":3,"totalTokens":2}}')
+    assert rec.rules == [] and "would_repair:I4" in rec.anomalies

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import ExclusiveReport, Fired, Outcome, Reader, normalize_exclusive
 
@@ -74,8 +74,12 @@ class Anthropic:
             return None
         usage = obj["usage"]
         report, reader = read_report(usage)
-        emitted = None if _observe_only(ctx) else _clamped(usage, reader)
-        tally.observe(normalize_exclusive(report, reader), usage, emitted, final=True)
+        outcome = normalize_exclusive(report, reader)
+        if _observe_only(ctx):
+            tally.observe(unapplied(outcome), usage, None, final=True)
+            return None
+        emitted = _clamped(usage, reader)
+        tally.observe(outcome, usage, emitted, final=True)
         return None if emitted is None else replace_at(text, ["usage"], emitted)
 
     def stream_session(self, tally: Tally, ctx: Context) -> _MessagesStream:
@@ -108,9 +112,13 @@ class _MessagesStream:
             if not isinstance(usage, dict):
                 return None
             report, reader = read_report(usage)
-            emitted = None if self.observe_only else _clamped(usage, reader)
+            outcome = normalize_exclusive(report, reader)
             self._merge(_clamped(usage, reader) or usage)
-            self.tally.observe(normalize_exclusive(report, reader), usage, emitted, final=False)
+            if self.observe_only:
+                self.tally.observe(unapplied(outcome), usage, None, final=False)
+                return None
+            emitted = _clamped(usage, reader)
+            self.tally.observe(outcome, usage, emitted, final=False)
             return None if emitted is None else replace_at(data, ["message", "usage"], emitted)
         if kind == "message_delta":
             usage = obj.get("usage")
@@ -153,8 +161,7 @@ class _MessagesStream:
             fired.append(Fired("R4", reason))
         anomalies = (*own_reader.anomalies, *merged.anomalies)
         if self.observe_only:  # the client gets the delta as it is; say what would have changed
-            would = tuple(f"would_repair:{f.rule}" for f in fired)
-            outcome = Outcome(merged.before, merged.before, (), (*anomalies, *would))
+            outcome = unapplied(Outcome(merged.before, merged.after, merged.fired, anomalies), *fired)
             self.tally.observe(outcome, usage, None, final=True)
             return None
         result = None if emitted == usage else emitted

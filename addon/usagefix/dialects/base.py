@@ -9,7 +9,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally", "unapplied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,13 @@ class Context:
 
 
 NO_CONTEXT = Context()
+
+
+def unapplied(outcome: Outcome, *extra: Fired) -> Outcome:
+    """`outcome` as recorded when nothing reached the wire (observe-only): the client got the
+    upstream's reading, and each rule is only what would have been repaired."""
+    would = tuple(f"would_repair:{f.rule}" for f in (*outcome.fired, *extra))
+    return Outcome(outcome.before, outcome.before, (), (*outcome.anomalies, *would))
 
 
 @dataclass

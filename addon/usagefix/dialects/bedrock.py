@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from usagefix.dialects import anthropic
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.normalize import ExclusiveReport, Reader, normalize_exclusive
 
 __all__ = ["Bedrock"]
@@ -52,7 +52,7 @@ def observe_converse(usage: Mapping[str, Any], tally: Tally, *, final: bool = Tr
     total = rd.count(usage, "totalTokens")
     if total is not None and total != outcome.after.total:
         tally.flag("bedrock_total_mismatch")
-    tally.observe(outcome, dict(usage), None, final=final)
+    tally.observe(unapplied(outcome), dict(usage), None, final=final)  # observe-only: nothing applied
 
 
 def observe_invocation_metrics(metrics: Mapping[str, Any], tally: Tally) -> None:
@@ -96,7 +96,7 @@ class Bedrock:
         elif isinstance(usage, dict) and "input_tokens" in usage:
             # A Claude model through InvokeModel answers in Anthropic's own Messages body.
             report, reader = anthropic.read_report(usage)
-            tally.observe(normalize_exclusive(report, reader), usage, None, final=True)
+            tally.observe(unapplied(normalize_exclusive(report, reader)), usage, None, final=True)
         elif isinstance(obj, dict) and isinstance(obj.get("amazon-bedrock-invocationMetrics"), dict):
             observe_invocation_metrics(obj["amazon-bedrock-invocationMetrics"], tally)
         else:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import GeminiReport, Reader, normalize_gemini
 from usagefix.usage import CanonicalUsage
@@ -120,6 +120,9 @@ class _GeminiStream:
             # between tool turns may dip; the final one covers every turn.)
             self.tally.flag("snapshot_decreased")
         self._peak = max(self._peak, outcome.after.total)
-        emitted = None if self.observe_only else emit(um, outcome.after, report)
+        if self.observe_only:
+            self.tally.observe(unapplied(outcome), um, None, final=final)
+            return None
+        emitted = emit(um, outcome.after, report)
         self.tally.observe(outcome, um, emitted, final=final)
         return None if emitted is None else replace_at(text, ["usageMetadata"], emitted)

@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import (
     Declared,
     Fired,
     InclusiveReport,
-    Outcome,
     Reader,
     UsageShapeError,
     normalize_inclusive,
@@ -55,10 +54,6 @@ class Sources:
     cache_read: str | None = None
     """The key the cache-read count came from (`cached_tokens`, or an alias); None if unreported."""
     cache_write: str | None = None
-
-
-def _known(*values: int | None) -> list[int]:
-    return [v for v in values if v is not None]
 
 
 def read_report(usage: Mapping[str, Any], shape: Shape) -> tuple[InclusiveReport, Reader, Sources]:
@@ -250,13 +245,7 @@ def rewrite_usage(
         # left them out. Nothing proves which; a profile can say (`prompt_cache_reads`).
         tally.flag("ambiguous_inclusivity")
     if profile is not None and profile.observe_only:
-        would = tuple(f"would_repair:{f.rule}" for f in outcome.fired)
-        tally.observe(
-            Outcome(outcome.before, outcome.before, (), (*outcome.anomalies, *would)),
-            usage,
-            None,
-            final=final,
-        )
+        tally.observe(unapplied(outcome), usage, None, final=final)
         return None
     emitted = emit(usage, outcome.after, shape, _adds(usage, shape, sources, outcome.fired))
     extra = _explain_emit(usage, emitted, shape, sources) if emitted else ()
