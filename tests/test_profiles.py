@@ -128,11 +128,46 @@ def test_observe_only_profile_records_without_rewriting() -> None:
     assert result.body is None and rec.status == "unchanged" and "would_repair:R1" in rec.anomalies
 
 
-def test_declared_reasoning_outside_completion() -> None:
-    body = b'{"usage":{"prompt_tokens":10,"completion_tokens":50,"total_tokens":60,"completion_tokens_details":{"reasoning_tokens":20}}}'
+def test_declared_reasoning_outside_completion_applies_where_the_numbers_are_silent() -> None:
+    body = b'{"usage":{"prompt_tokens":10,"completion_tokens":50,"completion_tokens_details":{"reasoning_tokens":20}}}'
     xai = Context(profile=BUILTIN_PROFILES[0])
     result = rewrite_body(DIALECTS["openai_chat"], body, xai)
     assert result.body is not None and json.loads(result.body)["usage"]["completion_tokens"] == 70
+    assert "total_tokens" not in json.loads(result.body)["usage"]  # R5 names no total: none added
+
+
+def test_a_declaration_the_total_contradicts_does_not_apply() -> None:
+    # total = prompt + completion: by its own arithmetic the upstream counts reasoning inside.
+    body = b'{"usage":{"prompt_tokens":10,"completion_tokens":50,"total_tokens":60,"completion_tokens_details":{"reasoning_tokens":20}}}'
+    result = rewrite_body(DIALECTS["openai_chat"], body, Context(profile=BUILTIN_PROFILES[0]))
+    rec = build_record(result.outcome)
+    assert result.body is None and rec.status == "unchanged" and rec.rules == []
+    assert "declaration_contradicted:completion_reasoning" in rec.anomalies
+
+
+def test_the_xai_profile_does_not_reach_xais_responses_api() -> None:
+    profiles = ProfileSet()
+    assert profiles.match("api.x.ai", 443, "/v1/chat/completions", "grok-4") is not None
+    assert profiles.match("api.x.ai", 443, "/v1/responses", "grok-4") is None
+    # xAI's Responses usage counts reasoning inside output_tokens: total = input + output.
+    body = b'{"object":"response","usage":{"input_tokens":180,"input_tokens_details":{"cached_tokens":160},"output_tokens":350,"output_tokens_details":{"reasoning_tokens":323},"total_tokens":530}}'
+    profile = profiles.match("api.x.ai", 443, "/v1/responses", "grok-4")
+    result = rewrite_body(DIALECTS["openai_responses"], body, Context(profile=profile))
+    assert result.body is None and build_record(result.outcome).rules == []
+    # Even a profile that says "excluded" does not apply where the total contradicts it.
+    forced = rewrite_body(DIALECTS["openai_responses"], body, Context(profile=BUILTIN_PROFILES[0]))
+    assert forced.body is None
+
+
+def test_a_declared_inclusive_upstream_is_not_repaired_by_r5() -> None:
+    # OpenRouter: reasoning 11 > completion 10, but total 53 = 43 + 10.
+    body = b'{"usage":{"prompt_tokens":43,"completion_tokens":10,"total_tokens":53,"completion_tokens_details":{"reasoning_tokens":11}}}'
+    openrouter = ProfileSet().match("openrouter.ai", 443, "/api/v1/chat/completions", "x-ai/grok-4")
+    assert openrouter is not None and openrouter.completion_reasoning == "included"
+    for ctx in (Context(profile=openrouter), Context()):
+        result = rewrite_body(DIALECTS["openai_chat"], body, ctx)
+        rec = build_record(result.outcome)
+        assert result.body is None and rec.rules == [] and "reasoning_exceeds_completion" in rec.anomalies
 
 
 STREAM_ASKED_FOR_NOTHING = (GOLDEN / "openai_chat/fix-founding-bug-stream.upstream.sse").read_bytes()

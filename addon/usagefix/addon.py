@@ -402,7 +402,14 @@ class UsageFix:
                     flow.request.pretty_url,
                     e,
                 )
-        context = replace(state.ctx, strip_usage_chunk=prior is not None and prior.stream_usage_added)
+        context = replace(
+            state.ctx,
+            strip_usage_chunk=prior is not None and prior.stream_usage_added,
+            # Bedrock InvokeModel reports its counts in headers.
+            response_headers=tuple(
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields
+            ),
+        )
         if framing is not None:
             was_cut = prior is not None and flow.error is not None and prior.error == flow.error.msg
             cut = flow.error.msg if was_cut and flow.error else None

@@ -97,20 +97,27 @@ def _carried(reader: Reader | None) -> tuple[list[Fired], list[str]]:
 
 @dataclass(frozen=True, slots=True)
 class InclusiveReport:
-    """An OpenAI-shaped block as reported: headlines that should contain their sub-counts."""
+    """An OpenAI-shaped block as reported: headlines that should contain their sub-counts.
+
+    A sub-count is None when the upstream did not report it (absent or `null`): unknown, not 0.
+    """
 
     prompt: int
     completion: int
-    cache_read: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
+    cache_read: int | None = None
+    cache_write: int | None = None
+    reasoning: int | None = None
     total: int | None = None
-    """The upstream's own `total_tokens`, kept to detect the R1 tell and I3 violations."""
+    """The upstream's own `total_tokens`: its arithmetic says how it counts (R1 tell, R3, R5, I3)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Declared:
-    """What a profile says about how an upstream counts (None: unknown, prove it or leave it)."""
+    """What a profile says about how an upstream counts (None: unknown, prove it or leave it).
+
+    A declaration applies only where the numbers do not contradict it: an upstream's own
+    `total_tokens` arithmetic outranks a profile written for another of its endpoints.
+    """
 
     cache_reads: str | None = None
     cache_writes: str | None = None
@@ -118,6 +125,10 @@ class Declared:
 
 
 NOTHING_DECLARED = Declared()
+
+
+def _positive(n: int | None) -> int | None:
+    return n if n is not None and n > 0 else None
 
 
 def normalize_inclusive(
@@ -129,18 +140,27 @@ def normalize_inclusive(
 ) -> Outcome:
     """Repair an inclusive (OpenAI-shaped) report: R1, R2, R3, R5, then I1–I3 hold.
 
-    A repair applies when the numbers prove it, or when a profile declares it (`declared`).
-    `from_gemini` (a Gemini model behind an OpenAI dialect) names a reasoning repair R3, not R5.
+    A repair applies when the numbers prove it, or when a profile declares it (`declared`) and
+    the numbers do not contradict the declaration. `from_gemini` (a Gemini model behind an OpenAI
+    dialect) names a reasoning repair R3, not R5, and lets R3 attribute a gap only the total shows.
+    A total is never lowered: tokens it counts that nothing explains stay in it (`unattributed`)
+    and are flagged.
     """
     fired, anomalies = _carried(reader)
+    cr, cw, rs = r.cache_read or 0, r.cache_write or 0, r.reasoning or 0
     before = CanonicalUsage(
         input_total=r.prompt,
         cache_read=r.cache_read,
         cache_write=r.cache_write,
         output_total=r.completion,
         reasoning=r.reasoning,
+        unattributed=_positive(None if r.total is None else r.total - r.prompt - r.completion),
     )
     input_total, output_total = r.prompt, r.completion
+
+    def gap() -> int | None:
+        """What the upstream's total counts beyond the headlines as they stand now."""
+        return None if r.total is None else r.total - input_total - output_total
 
     def fire(rule: str, reason: str, name: str, old: int, new: int) -> None:
         fired.append(Fired(rule, reason, {name: (old, new)}))
@@ -148,59 +168,89 @@ def normalize_inclusive(
     # R1: cached tokens are a subset of prompt_tokens under the spec, so more cache reads than
     # prompt can only mean the upstream left them out (the CLIProxyAPI Dec-2025..Mar-2026 translator).
     r1 = None
-    if r.cache_read > r.prompt:
+    ambiguous = False
+    if cr > r.prompt:
         r1 = "cache reads were left out of prompt_tokens"
-    elif r.cache_read and declared.cache_reads == "excluded":
+    elif cr and declared.cache_reads == "excluded":
         r1 = "cache reads were left out of prompt_tokens (declared by the upstream's profile)"
-    elif (
-        r.cache_read
-        and declared.cache_reads != "included"
-        and r.total is not None
-        and r.total == r.prompt + r.completion + r.cache_read
-    ):
-        r1 = "cache reads were left out of prompt_tokens (total_tokens counts them beside it)"
+    elif cr and declared.cache_reads != "included" and gap() == cr:
+        # The tell: total_tokens counts the cache reads beside the prompt. Unless reasoning beside
+        # completion (R5), or reasoning plus Gemini's tool-use prompt (R3), or a Gemini model's
+        # unreported thinking (R3), explains the same gap: then the coincidence proves nothing,
+        # and only a profile can say.
+        coincide = (rs and (rs == cr or (from_gemini and rs < cr))) or (from_gemini and not rs)
+        if not coincide or declared.reasoning == "included":
+            r1 = "cache reads were left out of prompt_tokens (total_tokens counts them beside it)"
+        elif declared.reasoning is None:
+            ambiguous = True
     if r1:
-        input_total = r.prompt + r.cache_read
+        input_total = r.prompt + cr
         fire("R1", r1, "input_total", r.prompt, input_total)
         anomalies.append("exclusive_prompt_repaired")
 
     # R2: reads fit, reads + writes do not: cache writes were left out (old LiteLLM transform).
     r2 = None
-    if r.cache_read + r.cache_write > input_total:
+    if cr + cw > input_total:
         r2 = "cache writes were left out of prompt_tokens"
-    elif r.cache_write and declared.cache_writes == "excluded":
+    elif cw and declared.cache_writes == "excluded":
         r2 = "cache writes were left out of prompt_tokens (declared by the upstream's profile)"
     if r2:
-        fire("R2", r2, "input_total", input_total, input_total + r.cache_write)
-        input_total += r.cache_write
+        fire("R2", r2, "input_total", input_total, input_total + cw)
+        input_total += cw
 
-    # R3 / R5: the upstream's total counts reasoning (and, for Gemini, tool-use prompt tokens)
-    # that completion and prompt leave out: Gemini translated to OpenAI (candidates exclude
-    # thoughts: R3), or xAI's own API (R5).
-    gap = (r.total - input_total - output_total) if r.total is not None else 0
-    if r.reasoning and declared.reasoning != "included" and gap >= r.reasoning:
-        output_total += r.reasoning
-        rule = "R3" if from_gemini or gap > r.reasoning else "R5"
-        fire(rule, "reasoning tokens were left out of completion_tokens (total_tokens counts them)",
-             "output_total", r.completion, output_total)  # fmt: skip
-        if gap > r.reasoning:
-            fire("R3", "tool-use prompt tokens were left out of prompt_tokens (total_tokens counts them)",
-                 "input_total", input_total, input_total + gap - r.reasoning)  # fmt: skip
-            input_total += gap - r.reasoning
-    elif r.reasoning > output_total or (r.reasoning and declared.reasoning == "excluded"):
-        # R5: reasoning is a subset of completion_tokens; more reasoning than completion means
-        # the upstream reported it beside completion (xAI direct).
-        output_total = r.completion + r.reasoning
-        why = "" if r.reasoning > r.completion else " (declared by the upstream's profile)"
-        fire(
-            "R5",
-            "reasoning tokens were left out of completion_tokens" + why,
-            "output_total",
-            r.completion,
-            output_total,
-        )
+    # R3 / R5: is reasoning inside completion_tokens (the standard) or beside it?
+    contradicted = False
+    if rs:
+        g = gap()
+        if g is not None and g >= rs and not ambiguous:
+            # The upstream's own total counts reasoning beside completion: Gemini translated to
+            # OpenAI (candidates exclude thoughts: R3), or xAI's own API (R5).
+            output_total += rs
+            rule = "R3" if from_gemini else "R5"
+            fire(rule, "reasoning tokens were left out of completion_tokens (total_tokens counts them)",
+                 "output_total", r.completion, output_total)  # fmt: skip
+            contradicted = declared.reasoning == "included"
+            if from_gemini and g > rs:
+                fire("R3", "tool-use prompt tokens were left out of prompt_tokens (total_tokens counts them)",
+                     "input_total", input_total, input_total + g - rs)  # fmt: skip
+                input_total += g - rs
+        elif g == 0:
+            # total = prompt + completion: by its own arithmetic the upstream counts reasoning
+            # inside completion. More reasoning than completion is then its inconsistency, not
+            # a proof (OpenRouter: reasoning 11, completion 10, total = prompt + 10).
+            contradicted = declared.reasoning == "excluded"
+            if rs > output_total:
+                anomalies.append("reasoning_exceeds_completion")
+        elif declared.reasoning == "excluded" or (declared.reasoning is None and rs > output_total):
+            # R5: reasoning is a subset of completion_tokens; more reasoning than completion means
+            # the upstream reported it beside completion (xAI direct), or a profile says so.
+            output_total = r.completion + rs
+            why = " (declared by the upstream's profile)" if declared.reasoning == "excluded" else ""
+            fire("R5", "reasoning tokens were left out of completion_tokens" + why,
+                 "output_total", r.completion, output_total)  # fmt: skip
+        elif rs > output_total:
+            anomalies.append("reasoning_exceeds_completion")
+    if contradicted:
+        anomalies.append("declaration_contradicted:completion_reasoning")
 
-    after = before.model_copy(update={"input_total": input_total, "output_total": output_total})
+    # What the total still counts beyond the headlines: attributed, or kept and flagged.
+    unattributed = None
+    g = gap()
+    if g is not None and g > 0:
+        if from_gemini and not rs and not ambiguous:
+            # Gemini's OpenAI-compatible endpoint bills thinking it reports nowhere but in the
+            # total (prompt 35, completion 12, total 109): the thinking is output.
+            fire("R3", f"total_tokens counts {g} tokens beside prompt and completion: "
+                 "a Gemini model's thinking, added to completion_tokens",
+                 "output_total", output_total, output_total + g)  # fmt: skip
+            output_total += g
+        else:
+            unattributed = g
+            anomalies.append("ambiguous_total_gap" if ambiguous else "total_exceeds_parts")
+
+    after = before.model_copy(
+        update={"input_total": input_total, "output_total": output_total, "unattributed": unattributed}
+    )
     if r.total is not None and r.total != after.total:
         fired.append(Fired("I3", "total_tokens is prompt + completion", {"total": (r.total, after.total)}))
     return Outcome(before, after, tuple(fired), tuple(dict.fromkeys(anomalies)))
@@ -212,11 +262,11 @@ class ExclusiveReport:
 
     uncached: int
     output: int
-    cache_read: int = 0
-    cache_write: int = 0
+    cache_read: int | None = None
+    cache_write: int | None = None
     cache_write_5m: int | None = None
     cache_write_1h: int | None = None
-    reasoning: int = 0
+    reasoning: int | None = None
 
 
 def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Outcome:
@@ -224,7 +274,7 @@ def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Out
     so nothing is repaired beyond I4 (done by the reader); inconsistencies are flagged."""
     fired, anomalies = _carried(reader)
     usage = CanonicalUsage(
-        input_total=r.uncached + r.cache_read + r.cache_write,
+        input_total=r.uncached + (r.cache_read or 0) + (r.cache_write or 0),
         cache_read=r.cache_read,
         cache_write=r.cache_write,
         cache_write_5m=r.cache_write_5m,
@@ -232,49 +282,63 @@ def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Out
         output_total=r.output,
         reasoning=r.reasoning,
     )
-    if (r.cache_write_5m is not None or r.cache_write_1h is not None) and (r.cache_write_5m or 0) + (
-        r.cache_write_1h or 0
-    ) != r.cache_write:
+    split = (r.cache_write_5m, r.cache_write_1h)
+    if split != (None, None) and (r.cache_write_5m or 0) + (r.cache_write_1h or 0) != (r.cache_write or 0):
         anomalies.append("cache_creation_split_mismatch")
-    if r.reasoning > r.output:
+    if (r.reasoning or 0) > r.output:
         anomalies.append("reasoning_exceeds_output")
     return Outcome(usage, usage, tuple(fired), tuple(dict.fromkeys(anomalies)))
 
 
 @dataclass(frozen=True, slots=True)
 class GeminiReport:
-    """A Gemini `usageMetadata`: prompt ⊇ cached; thoughts and tool-use prompt stand beside (§4.1)."""
+    """A Gemini `usageMetadata`: prompt ⊇ cached; thoughts and tool-use prompt stand beside (§4.1).
+
+    Gemini's JSON omits zero counts (proto3), so an absent headline reads as 0; an absent
+    sub-count stays None (not reported).
+    """
 
     prompt: int
     candidates: int
-    cached: int = 0
-    thoughts: int = 0
-    tool_use: int = 0
+    cached: int | None = None
+    thoughts: int | None = None
+    tool_use: int | None = None
     total: int | None = None
 
 
 def normalize_gemini(r: GeminiReport, reader: Reader | None = None) -> Outcome:
-    """Read Gemini's counts into canonical terms; repair R1 (cache outside prompt) and I3."""
+    """Read Gemini's counts into canonical terms; repair R1 (cache outside prompt) and I3.
+
+    A `totalTokenCount` above the sum of its parts is kept (`unattributed`) and flagged, never
+    lowered; one below it is raised (I3).
+    """
     fired, anomalies = _carried(reader)
+    cached, thoughts, tool_use = r.cached or 0, r.thoughts or 0, r.tool_use or 0
+    input_total, output_total = r.prompt + tool_use, r.candidates + thoughts
     before = CanonicalUsage(
-        input_total=r.prompt + r.tool_use,
+        input_total=input_total,
         cache_read=r.cached,
-        output_total=r.candidates + r.thoughts,
+        output_total=output_total,
         reasoning=r.thoughts,
+        unattributed=_positive(None if r.total is None else r.total - input_total - output_total),
     )
-    after = before
-    if r.cached > r.prompt:
+    if cached > r.prompt:
         # promptTokenCount includes cached content under the spec; less prompt than cache means
         # a translator left the cache out.
-        after = before.model_copy(update={"input_total": before.input_total + r.cached})
         fired.append(
             Fired(
                 "R1",
                 "cache reads were left out of promptTokenCount",
-                {"input_total": (before.input_total, after.input_total)},
+                {"input_total": (input_total, input_total + cached)},
             )
         )
+        input_total += cached
         anomalies.append("exclusive_prompt_repaired")
+    gap = None if r.total is None else r.total - input_total - output_total
+    unattributed = _positive(gap)
+    if unattributed:
+        anomalies.append("total_exceeds_parts")
+    after = before.model_copy(update={"input_total": input_total, "unattributed": unattributed})
     if r.total is not None and r.total != after.total:
         fired.append(
             Fired(

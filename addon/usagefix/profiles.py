@@ -71,8 +71,9 @@ class _File(BaseModel):
 
 
 BUILTIN_PROFILES: tuple[Profile, ...] = (
-    # xAI's own API reports reasoning beside completion_tokens (§5); through OpenRouter it does not.
-    Profile(name="xai", host="api.x.ai", completion_reasoning="excluded"),
+    # xAI's own Chat API reports reasoning beside completion_tokens (§5); through OpenRouter it
+    # does not, nor does xAI's Responses API (reasoning inside output_tokens, total = input + output).
+    Profile(name="xai", host="api.x.ai", path="*/chat/completions", completion_reasoning="excluded"),
     Profile(
         name="openai", host="api.openai.com", prompt_cache_reads="included", completion_reasoning="included"
     ),

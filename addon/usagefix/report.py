@@ -13,7 +13,18 @@ from usagefix.record import flat_diff
 
 __all__ = ["render_record"]
 
-_CANONICAL = ("input_total", "cache_read", "cache_write", "output_total", "reasoning", "total")
+_CANONICAL = (
+    "input_total",
+    "cache_read",
+    "cache_write",
+    "output_total",
+    "reasoning",
+    "unattributed",
+    "total",
+)
+# Shown only when the upstream's total had tokens no headline explains. (An unreported count shows
+# as "—": unknown, not 0.)
+_OPTIONAL = ("unattributed",)
 # Flow files do not keep key order (tnetstring), so usage fields are shown in this order, then the
 # rest alphabetically.
 _HEADLINES = (
@@ -71,9 +82,14 @@ def render_record(rec: Mapping[str, Any]) -> str:
 
     before, after = rec.get("usage_before"), rec.get("usage_after")
     if before or after:
-        rows = [("canonical", "upstream", "client", "")]
+        # A stream that ended before its final usage keeps its last partial snapshot: shown as
+        # such, never as the response's usage.
+        title = "canonical" if rec.get("final_seen", True) else "last partial snapshot (not final)"
+        rows = [(title, "upstream", "client", "")]
         for k in _CANONICAL:
             x, y = (before or {}).get(k), (after or {}).get(k)
+            if k in _OPTIONAL and x is None and y is None:
+                continue
             rows.append((k, _cell(x), _cell(y), "◀ changed" if x != y else ""))
         lines += ["", *_table(rows)]
 

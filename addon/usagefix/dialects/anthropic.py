@@ -4,7 +4,9 @@ Usage is exclusive (usage-semantics §3): `input_tokens` counts uncached tokens 
 and writes stand beside it. In a stream, `message_start.message.usage` opens the snapshot and each
 `message_delta.usage` is cumulative: its fields *replace* the snapshot's, never add to it (R4).
 Claude Code treats `message_delta` as authoritative, so every `message_delta` we forward carries
-the full snapshot (§8.5).
+the full snapshot (§8.5). A `null` count is absent, as the SDK reads it: it never replaces a
+known one. A count nobody reported is never filled in (no invented zeros). A new
+`cache_creation_input_tokens` without its TTL split makes the earlier split stale: it is dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import ExclusiveReport, Fired, Outcome, Reader, normalize_exclusive
 
@@ -31,11 +33,11 @@ def read_report(usage: Mapping[str, Any]) -> tuple[ExclusiveReport, Reader]:
         ExclusiveReport(
             uncached=rd.count(usage, "input_tokens") or 0,
             output=rd.count(usage, "output_tokens") or 0,
-            cache_read=rd.count(usage, "cache_read_input_tokens") or 0,
-            cache_write=rd.count(usage, "cache_creation_input_tokens") or 0,
+            cache_read=rd.count(usage, "cache_read_input_tokens"),
+            cache_write=rd.count(usage, "cache_creation_input_tokens"),
             cache_write_5m=rd.count(split, "ephemeral_5m_input_tokens", "cache_creation."),
             cache_write_1h=rd.count(split, "ephemeral_1h_input_tokens", "cache_creation."),
-            reasoning=rd.count(details, "thinking_tokens", "output_tokens_details.") or 0,
+            reasoning=rd.count(details, "thinking_tokens", "output_tokens_details."),
         ),
         rd,
     )
@@ -54,6 +56,14 @@ def _clamped(usage: Mapping[str, Any], reader: Reader) -> dict[str, Any] | None:
     return _clamp(usage) if reader.fired else None
 
 
+def _split_adds_up(usage: Mapping[str, Any]) -> bool:
+    split = usage.get("cache_creation")
+    if not isinstance(split, Mapping):
+        return False
+    parts = [split.get(k) for k in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")]
+    return sum(v for v in parts if isinstance(v, int)) == usage.get("cache_creation_input_tokens")
+
+
 class Anthropic:
     name = "anthropic"
     end_markers: tuple[bytes, ...] = (b"message_stop",)
@@ -64,8 +74,12 @@ class Anthropic:
             return None
         usage = obj["usage"]
         report, reader = read_report(usage)
-        emitted = None if _observe_only(ctx) else _clamped(usage, reader)
-        tally.observe(normalize_exclusive(report, reader), usage, emitted, final=True)
+        outcome = normalize_exclusive(report, reader)
+        if _observe_only(ctx):
+            tally.observe(unapplied(outcome), usage, None, final=True)
+            return None
+        emitted = _clamped(usage, reader)
+        tally.observe(outcome, usage, emitted, final=True)
         return None if emitted is None else replace_at(text, ["usage"], emitted)
 
     def stream_session(self, tally: Tally, ctx: Context) -> _MessagesStream:
@@ -81,7 +95,7 @@ class _MessagesStream:
         self.tally = tally
         self.observe_only = _observe_only(ctx)
         # The cumulative snapshot so far: the fields of message_start's usage, each replaced by
-        # the later message_delta that carries it (R4: replace, never add).
+        # the later message_delta that carries it (R4: replace, never add; null is absent).
         self.snapshot: dict[str, Any] = {}
 
     def might_carry_usage(self, raw: bytes) -> bool:
@@ -98,9 +112,13 @@ class _MessagesStream:
             if not isinstance(usage, dict):
                 return None
             report, reader = read_report(usage)
-            emitted = None if self.observe_only else _clamped(usage, reader)
-            self.snapshot.update(_clamped(usage, reader) or usage)
-            self.tally.observe(normalize_exclusive(report, reader), usage, emitted, final=False)
+            outcome = normalize_exclusive(report, reader)
+            self._merge(_clamped(usage, reader) or usage)
+            if self.observe_only:
+                self.tally.observe(unapplied(outcome), usage, None, final=False)
+                return None
+            emitted = _clamped(usage, reader)
+            self.tally.observe(outcome, usage, emitted, final=False)
             return None if emitted is None else replace_at(data, ["message", "usage"], emitted)
         if kind == "message_delta":
             usage = obj.get("usage")
@@ -109,37 +127,46 @@ class _MessagesStream:
             return self._delta(data, usage)
         return None
 
+    def _merge(self, usage: Mapping[str, Any]) -> None:
+        for k, v in usage.items():
+            if v is None:
+                continue  # the SDK treats null as absent: the count stays what it was
+            if k == "cache_creation_input_tokens" and usage.get("cache_creation") is None:
+                if self.snapshot.get(k) != v:
+                    self.snapshot.pop("cache_creation", None)  # its TTL split no longer adds up
+            self.snapshot[k] = v
+
     def _delta(self, data: str, usage: dict[str, Any]) -> str | None:
-        own, own_reader = read_report(usage)  # what a client reading this delta alone would see
+        _, own_reader = read_report(usage)  # for the I4 clamps of the delta's own counts
         clamped = _clamped(usage, own_reader) or usage
-        self.snapshot.update(clamped)
+        self._merge(clamped)
         merged = normalize_exclusive(read_report(self.snapshot)[0])
-        before = normalize_exclusive(own).before
         fired = list(own_reader.fired)
 
         emitted = dict(clamped)
-        missing = [k for k in HEADLINES if k not in usage]
+        missing = [k for k in HEADLINES if usage.get(k) is None and self.snapshot.get(k) is not None]
         if missing:
-            # The full snapshot first, in Anthropic's order, then the delta's other keys.
-            full = {k: self.snapshot.get(k, 0) for k in HEADLINES}
-            if "cache_creation" in self.snapshot and "cache_creation" not in usage:
-                full["cache_creation"] = self.snapshot["cache_creation"]
+            # The full snapshot first, in Anthropic's order, then the delta's other keys. Only
+            # counts someone reported: what message_start did not say stays unsaid.
+            full = {k: self.snapshot[k] for k in HEADLINES if self.snapshot.get(k) is not None}
+            split = self.snapshot.get("cache_creation")
+            if split is not None and usage.get("cache_creation") is None and _split_adds_up(self.snapshot):
+                full["cache_creation"] = split
             emitted = {**full, **{k: v for k, v in clamped.items() if k not in full}}
-            changes = {
-                name: (getattr(before, name), getattr(merged.after, name))
-                for name in ("input_total", "cache_read", "cache_write", "output_total")
-                if getattr(before, name) != getattr(merged.after, name)
-            }
-            reason = "message_delta lacked " + ", ".join(missing) + "; carried over from message_start"
-            fired.append(Fired("R4", reason, changes))
+            reason = (
+                "message_delta lacked "
+                + ", ".join(missing)
+                + " (absent or null); carried over from message_start"
+            )
+            fired.append(Fired("R4", reason))
         anomalies = (*own_reader.anomalies, *merged.anomalies)
         if self.observe_only:  # the client gets the delta as it is; say what would have changed
-            would = tuple(f"would_repair:{f.rule}" for f in fired)
-            self.tally.observe(Outcome(before, before, (), (*anomalies, *would)), usage, None, final=True)
+            outcome = unapplied(Outcome(merged.before, merged.after, merged.fired, anomalies), *fired)
+            self.tally.observe(outcome, usage, None, final=True)
             return None
         result = None if emitted == usage else emitted
         self.tally.observe(
-            Outcome(before, merged.after, merged.fired, anomalies),
+            Outcome(merged.before, merged.after, merged.fired, anomalies),
             usage,
             result,
             final=True,

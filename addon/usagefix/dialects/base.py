@@ -9,7 +9,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally", "unapplied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +20,23 @@ class Context:
     model: str | None = None
     strip_usage_chunk: bool = False
     """We asked the upstream for usage the client did not ask for: drop it from the client's stream."""
+    response_headers: tuple[tuple[str, str], ...] = ()
+    """The response's headers (names lower-case), for dialects that report usage there (Bedrock
+    InvokeModel's `x-amzn-bedrock-*-token-count`); empty when not known."""
+
+    def header(self, name: str) -> str | None:
+        """The first response header called `name` (lower-case), if any."""
+        return next((v for k, v in self.response_headers if k == name), None)
 
 
 NO_CONTEXT = Context()
+
+
+def unapplied(outcome: Outcome, *extra: Fired) -> Outcome:
+    """`outcome` as recorded when nothing reached the wire (observe-only): the client got the
+    upstream's reading, and each rule is only what would have been repaired."""
+    would = tuple(f"would_repair:{f.rule}" for f in (*outcome.fired, *extra))
+    return Outcome(outcome.before, outcome.before, (), (*outcome.anomalies, *would))
 
 
 @dataclass

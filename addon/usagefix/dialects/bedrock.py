@@ -4,6 +4,11 @@ Usage is exclusive, like Anthropic (usage-semantics §5): `inputTokens` leaves o
 `cacheReadInputTokens` and `cacheWriteInputTokens`, while `totalTokens` includes them. In
 ConverseStream it is in the `metadata` event; InvokeModelWithResponseStream wraps the vendor's
 own chunks as `{"bytes": "<base64>"}`, the last with `amazon-bedrock-invocationMetrics`.
+InvokeModel returns the vendor's own body: a Claude model's is an Anthropic Messages body
+(`usage.input_tokens`, …), Nova's has a Converse-shaped `usage`; every InvokeModel response also
+carries the counts in `x-amzn-bedrock-input-token-count` / `-output-token-count` (and
+`-cache-read-input-token-count` / `-cache-write-input-token-count`) headers, read when the body
+says nothing (Llama, Titan, Mistral, …).
 We record it and check it; rewriting a signed binary stream is left alone (§8.5: observe-only),
 though the framer can re-encode a frame with both CRCs.
 """
@@ -16,10 +21,23 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects import anthropic
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.normalize import ExclusiveReport, Reader, normalize_exclusive
 
 __all__ = ["Bedrock"]
+
+HEADER_COUNTS = {
+    "inputTokens": "x-amzn-bedrock-input-token-count",
+    "outputTokens": "x-amzn-bedrock-output-token-count",
+    "cacheReadInputTokens": "x-amzn-bedrock-cache-read-input-token-count",
+    "cacheWriteInputTokens": "x-amzn-bedrock-cache-write-input-token-count",
+}
+
+
+def _first(rd: Reader, usage: Mapping[str, Any], *keys: str) -> int | None:
+    """The first of `keys` that is reported (Nova's InvokeModel spells cache counts `…TokenCount`)."""
+    return next((v for v in (rd.count(usage, k) for k in keys) if v is not None), None)
 
 
 def observe_converse(usage: Mapping[str, Any], tally: Tally, *, final: bool = True) -> None:
@@ -27,14 +45,14 @@ def observe_converse(usage: Mapping[str, Any], tally: Tally, *, final: bool = Tr
     report = ExclusiveReport(
         uncached=rd.count(usage, "inputTokens") or 0,
         output=rd.count(usage, "outputTokens") or 0,
-        cache_read=rd.count(usage, "cacheReadInputTokens") or 0,
-        cache_write=rd.count(usage, "cacheWriteInputTokens") or 0,
+        cache_read=_first(rd, usage, "cacheReadInputTokens", "cacheReadInputTokenCount"),
+        cache_write=_first(rd, usage, "cacheWriteInputTokens", "cacheWriteInputTokenCount"),
     )
     outcome = normalize_exclusive(report, rd)
     total = rd.count(usage, "totalTokens")
     if total is not None and total != outcome.after.total:
         tally.flag("bedrock_total_mismatch")
-    tally.observe(outcome, dict(usage), None, final=final)
+    tally.observe(unapplied(outcome), dict(usage), None, final=final)  # observe-only: nothing applied
 
 
 def observe_invocation_metrics(metrics: Mapping[str, Any], tally: Tally) -> None:
@@ -49,6 +67,23 @@ def observe_invocation_metrics(metrics: Mapping[str, Any], tally: Tally) -> None
     )
 
 
+def observe_headers(ctx: Context, tally: Tally) -> bool:
+    """Observe InvokeModel's token-count headers; False when there are none."""
+    values: dict[str, Any] = {}
+    for key, name in HEADER_COUNTS.items():
+        raw = ctx.header(name)
+        if raw is None:
+            continue
+        try:
+            values[key] = int(raw.strip())
+        except ValueError:
+            tally.flag(f"bedrock_header_not_a_count:{name}")
+    if "inputTokens" not in values or "outputTokens" not in values:
+        return False
+    observe_converse(values, tally)
+    return True
+
+
 class Bedrock:
     name = "bedrock"
     end_markers: tuple[bytes, ...] = (b"metadata", b"amazon-bedrock-invocationMetrics")
@@ -58,8 +93,14 @@ class Bedrock:
         usage = obj.get("usage") if isinstance(obj, dict) else None
         if isinstance(usage, dict) and "inputTokens" in usage:
             observe_converse(usage, tally)
+        elif isinstance(usage, dict) and "input_tokens" in usage:
+            # A Claude model through InvokeModel answers in Anthropic's own Messages body.
+            report, reader = anthropic.read_report(usage)
+            tally.observe(unapplied(normalize_exclusive(report, reader)), usage, None, final=True)
         elif isinstance(obj, dict) and isinstance(obj.get("amazon-bedrock-invocationMetrics"), dict):
             observe_invocation_metrics(obj["amazon-bedrock-invocationMetrics"], tally)
+        else:
+            observe_headers(ctx, tally)
         return None
 
     def stream_session(self, tally: Tally, ctx: Context) -> _BedrockStream:

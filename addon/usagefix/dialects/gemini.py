@@ -5,6 +5,8 @@
 `totalTokenCount` is the sum of prompt, candidates, thoughts and tool-use prompt. In a stream,
 each chunk's snapshot is cumulative so far and the last is authoritative: never summed (R7).
 Vertex sends `{"trafficType": …}`-only snapshots on intermediate chunks: they carry no counts.
+With server-side tools (code execution, file search) Gemini 3's snapshots dip between tool turns
+and the final one covers them all: only a final snapshot below an earlier one is flagged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Tally, unapplied
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import GeminiReport, Reader, normalize_gemini
 from usagefix.usage import CanonicalUsage
@@ -36,9 +38,9 @@ def read_report(um: Mapping[str, Any]) -> tuple[GeminiReport, Reader]:
         GeminiReport(
             prompt=rd.count(um, "promptTokenCount") or 0,
             candidates=rd.count(um, "candidatesTokenCount") or 0,
-            cached=rd.count(um, "cachedContentTokenCount") or 0,
-            thoughts=rd.count(um, "thoughtsTokenCount") or 0,
-            tool_use=rd.count(um, "toolUsePromptTokenCount") or 0,
+            cached=rd.count(um, "cachedContentTokenCount"),
+            thoughts=rd.count(um, "thoughtsTokenCount"),
+            tool_use=rd.count(um, "toolUsePromptTokenCount"),
             total=rd.count(um, "totalTokenCount"),
         ),
         rd,
@@ -46,17 +48,21 @@ def read_report(um: Mapping[str, Any]) -> tuple[GeminiReport, Reader]:
 
 
 def emit(um: Mapping[str, Any], u: CanonicalUsage, r: GeminiReport) -> dict[str, Any] | None:
-    """`um` carrying `u` in Gemini's own sums, or None when it already does. Absent keys stay absent
-    unless they now count something."""
+    """`um` carrying `u` in Gemini's own sums, or None when it already does.
+
+    A key the upstream left out stays out unless a rule changed what it counts (R1 on the
+    prompt); `totalTokenCount` is written only where it was.
+    """
     new = dict(um)
     values = {
-        "promptTokenCount": u.input_total - r.tool_use,
-        "candidatesTokenCount": u.output_total - u.reasoning,
-        "totalTokenCount": u.total,
+        "promptTokenCount": (u.input_total - (r.tool_use or 0), r.prompt),
+        "candidatesTokenCount": (u.output_total - (u.reasoning or 0), r.candidates),
     }
-    for k, v in values.items():
-        if k in um or v:
+    for k, (v, read) in values.items():
+        if um.get(k) is not None or v != read:
             new[k] = v
+    if um.get("totalTokenCount") is not None:
+        new["totalTokenCount"] = u.total
     for k, v in new.items():  # never emit a negative count (I4)
         if k in COUNTS and isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
             new[k] = 0
@@ -64,8 +70,12 @@ def emit(um: Mapping[str, Any], u: CanonicalUsage, r: GeminiReport) -> dict[str,
 
 
 def _finished(obj: Mapping[str, Any]) -> bool:
+    """Whether a chunk ends the response: a candidate finished, or there is none (a usage-only
+    chunk, or a prompt blocked by `promptFeedback.blockReason`)."""
     cands = obj.get("candidates")
-    return isinstance(cands, list) and any(isinstance(c, dict) and c.get("finishReason") for c in cands)
+    if not isinstance(cands, list) or not cands:
+        return True
+    return any(isinstance(c, dict) and c.get("finishReason") for c in cands)
 
 
 class Gemini:
@@ -86,7 +96,8 @@ class _GeminiStream:
     def __init__(self, tally: Tally, ctx: Context) -> None:
         self.tally = tally
         self.observe_only = ctx.profile is not None and ctx.profile.observe_only
-        self._last_total = 0
+        self._peak = 0
+        """The largest total of the snapshots so far."""
 
     def might_carry_usage(self, raw: bytes) -> bool:
         return b"usageMetadata" in raw
@@ -103,11 +114,15 @@ class _GeminiStream:
             return None  # no usage, or a `{"trafficType": …}`-only snapshot
         report, reader = read_report(um)
         outcome = normalize_gemini(report, reader)
-        if outcome.after.total < self._last_total:
-            # Snapshots are cumulative: one that shrinks means an earlier one was too large,
-            # and that one has already gone to the client.
+        if final and outcome.after.total < self._peak:
+            # The final snapshot is authoritative and cumulative: one below an earlier snapshot
+            # means that one was too large, and it has already gone to the client. (Snapshots
+            # between tool turns may dip; the final one covers every turn.)
             self.tally.flag("snapshot_decreased")
-        self._last_total = outcome.after.total
-        emitted = None if self.observe_only else emit(um, outcome.after, report)
+        self._peak = max(self._peak, outcome.after.total)
+        if self.observe_only:
+            self.tally.observe(unapplied(outcome), um, None, final=final)
+            return None
+        emitted = emit(um, outcome.after, report)
         self.tally.observe(outcome, um, emitted, final=final)
         return None if emitted is None else replace_at(text, ["usageMetadata"], emitted)

@@ -4,13 +4,21 @@ Usage is inclusive (usage-semantics §1, §8.5): `prompt_tokens` ⊇ `cached_tok
 `cache_write_tokens`, `completion_tokens` ⊇ `reasoning_tokens`, `total = prompt + completion`.
 In a stream, the usage chunk is the one whose `usage` is not null, whatever its `choices` (Azure
 sends a first chunk with empty `choices` and no usage; Google puts usage on a content chunk; vLLM
-with `continuous_usage_stats` puts a cumulative snapshot on every chunk).
+with `continuous_usage_stats` puts a cumulative snapshot on every chunk). Groq puts it in
+`x_groq.usage` of its last chunk instead, Moonshot (Kimi) in the finishing choice's `usage`.
+
+A usage block is final (R8) only on a chunk that ends the response: `choices` empty (or absent),
+or a choice with a `finish_reason`, or when `[DONE]` follows it. Partial snapshots on the chunks
+before it (vLLM's continuous usage, translators) are checked and recorded, but a stream cut before
+the final one stays unmeasured.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from usagefix.dialects.base import Context, Tally
 from usagefix.dialects.inclusive import CHAT, model_of, rewrite_json_usage, rewrite_usage
@@ -44,30 +52,68 @@ class _ChatStream:
         # exact string value "usage", a harmless false positive that gets parsed and dropped).
         i = raw.find(b'"usage"')
         if i < 0:
-            return False
+            return self._partial() and b"[DONE]" in raw  # the end that makes the last one final
         if self.ctx.strip_usage_chunk:
             return True  # the `"usage":null` keys we caused must go too
         rest = raw[i + 7 : i + 16].lstrip(b" \t:")
         return not rest.startswith(b"null") or raw.find(b'"usage"', i + 7) >= 0
 
+    def _partial(self) -> bool:
+        """Usage was seen, but not yet on a chunk that ends the response."""
+        return self.tally.snapshots > 0 and not self.tally.final_seen
+
     def rewrite_event(self, name: str | None, data: str) -> str | None:
         if data.strip() == "[DONE]":
+            if self._partial():
+                # The stream ended as it should: its last snapshot, whatever its chunk's shape,
+                # is the final one (LiteLLM #28735, MLX servers: a usage chunk with
+                # `choices: [{"index": 0, "delta": {}}]`).
+                self.tally.final_seen = True
             return None
         obj = json.loads(data)
-        if not isinstance(obj, dict) or "usage" not in obj:
+        if not isinstance(obj, dict):
             return None
-        usage = obj["usage"]
-        if self.ctx.strip_usage_chunk:
+        final = is_final(obj)
+        usage = obj.get("usage")
+        text = data
+        if self.ctx.strip_usage_chunk and "usage" in obj:
             # The client did not ask for usage; we did. Record it, and give the client the
             # stream it asked for: no usage chunk, no `"usage":null` keys.
             if isinstance(usage, dict):
-                rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj))
+                rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
                 if obj.get("choices") == []:
                     return ""  # the whole event goes
             text = data if usage is None else replace_at(data, ["usage"], None)
-            new = _NULL_USAGE.sub("", text, count=1)
-            return new if new != data else None
-        if not isinstance(usage, dict):
-            return None
-        emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj))
-        return None if emitted is None else replace_at(data, ["usage"], emitted)
+            text = _NULL_USAGE.sub("", text, count=1)
+        elif isinstance(usage, dict):
+            emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
+            return None if emitted is None else replace_at(data, ["usage"], emitted)
+        for path, block in _elsewhere(obj):
+            emitted = rewrite_usage(block, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
+            if emitted is not None:
+                text = replace_at(text, path, emitted)
+        return None if text == data else text
+
+
+def _elsewhere(chunk: Mapping[str, Any]) -> list[tuple[list[str | int], dict[str, Any]]]:
+    """Usage where some servers put it when the top level has none: Groq in `x_groq.usage`,
+    Moonshot (Kimi) in the finishing choice's `usage`."""
+    groq = chunk.get("x_groq")
+    if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
+        return [(["x_groq", "usage"], groq["usage"])]
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [
+        (["choices", i, "usage"], c["usage"])
+        for i, c in enumerate(choices)
+        if isinstance(c, dict) and isinstance(c.get("usage"), dict)
+    ]
+
+
+def is_final(chunk: Mapping[str, Any]) -> bool:
+    """Whether a chunk ends the response (R8): no choices left, or one that has finished."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return True
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)

@@ -3,9 +3,8 @@
 Usage is inclusive, like Chat, under other names (usage-semantics §2.1). It lives in
 `response.usage` of the terminal events only: `response.completed`, `response.incomplete`,
 `response.failed` (`response.created` / `in_progress` carry the same object before usage is
-known); a non-streamed response has it at the top. The SDK's types require
-`input_tokens_details.cached_tokens` / `cache_write_tokens` and
-`output_tokens_details.reasoning_tokens`, so a block we emit always has them.
+known); a non-streamed response has it at the top. Detail objects the upstream left out stay
+out: the SDK reads a response without them (as None), and most correct upstreams omit them.
 """
 
 from __future__ import annotations
