@@ -7,7 +7,8 @@ one line for `flow.comment`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -111,13 +112,26 @@ def build_record(
     try:
         return _full_record(out, cut_off, content_encoding, held_back, stream_usage_added)
     except Exception as e:
-        return minimal_record(out.dialect, out.streamed, f"the record could not be built: {_describe(e)}")
+        reason = f"the record could not be built: {_describe(e)}"
+        try:  # keep the changes if they are sound: enough to rebuild the upstream's body
+            changes = [ChangeRecord(**dataclasses.asdict(c)) for c in out.changes]
+            return minimal_record(out.dialect, out.streamed, reason, changes)
+        except Exception:
+            return minimal_record(out.dialect, out.streamed, reason)
 
 
-def minimal_record(dialect: str, streamed: bool, error: str) -> UsageRecord:
-    """A record that holds nothing but why it is all there is: nothing measured, nothing claimed."""
+def minimal_record(
+    dialect: str, streamed: bool, error: str, changes: Sequence[ChangeRecord] = ()
+) -> UsageRecord:
+    """A record that holds little but why it is all there is: nothing measured, nothing claimed
+    (and the changes made, when they are known, so that the upstream's body can be rebuilt)."""
     return UsageRecord(
-        dialect=dialect, streamed=streamed, status="passthrough_error", final_seen=False, error=error
+        dialect=dialect,
+        streamed=streamed,
+        status="passthrough_error",
+        final_seen=False,
+        error=error,
+        changes=list(changes),
     )
 
 
