@@ -58,8 +58,9 @@ def test_cases_three_ways(name: str) -> None:
 def test_elements_come_out_as_soon_as_complete() -> None:
     f = JSONArrayFramer()
     first, rest = GEMINI.split(b"\r\n,\r\n", 1)
-    (e,) = f.feed(first)
-    assert e.raw == first and e.payload()[1] == first[1:].decode()
+    between, e = f.feed(first)
+    assert between == ArrayElement(b"[", None, complete=False, starts_event=False)
+    assert e.raw == first[1:] and e.payload()[1] == first[1:].decode()
     # Separators go on at once (nothing complete is held), the closing bracket too.
     out = f.feed(b"\r\n,\r\n")
     assert out == [ArrayElement(b"\r\n,\r\n", None, complete=False, starts_event=False)]
@@ -68,9 +69,9 @@ def test_elements_come_out_as_soon_as_complete() -> None:
     assert f.feed(b"\r\n]") == [ArrayElement(b"\r\n]", None, complete=False, starts_event=False)]
 
 
-def test_with_payload_keeps_the_separators() -> None:
-    (e,) = frame([b'[ {"a": 1}'])[:1]
-    assert e.with_payload('{"a": 2}') == b'[ {"a": 2}'
+def test_with_payload_replaces_the_element_alone() -> None:
+    e = frame([b'[ {"a": 1}'])[1]
+    assert e.with_payload('{"a": 2}') == b'{"a": 2}'
 
 
 def test_not_an_array_passes_through() -> None:

@@ -154,7 +154,7 @@ class StreamRewriter:
     ) -> None:
         self.dialect = dialect
         self.ctx = ctx
-        self.where = where
+        self.where = where or "a stream"
         """What the log lines name (the flow's method and URL)."""
         self.outcome = Rewrite(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
         self._framer = make_framer(framing, max_event_bytes)
@@ -352,7 +352,9 @@ def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT, *, wh
         return BodyRewrite(None, out)
     except Exception as e:
         out.error = _describe(e)
-        logger.warning("usagefix: %s: rewriting a body failed, forwarding it untouched: %s", where, out.error)
+        logger.warning(
+            "usagefix: %s: rewriting a body failed, forwarding it untouched: %s", where or "a body", out.error
+        )
         return BodyRewrite(None, out)
     out.changes.append(change)
     return BodyRewrite(new_body, out)

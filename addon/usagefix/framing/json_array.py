@@ -1,9 +1,9 @@
 """Sans-IO, push-style framer for a streamed JSON array: `[{…}\\r\\n,\\r\\n{…}]`.
 
 Gemini's `streamGenerateContent` without `alt=sse` sends one JSON array, element by element
-(usage-semantics §4.2). Each element comes out as soon as it is complete, with its exact bytes:
-the separators before it (`[`, `,`, whitespace) ride along in its `raw`, and `value` says where
-the element itself is. The closing `]` and anything after it come out as soon as they arrive.
+(usage-semantics §4.2). Each element comes out as soon as it is complete, with its exact bytes;
+the bytes between elements (`[`, `,`, whitespace, the closing `]` and anything after it) come out
+on their own, as soon as they arrive, so that nothing complete is ever held.
 A body that starts with `{` is framed as a single element; anything else passes through.
 """
 
@@ -133,6 +133,9 @@ class JSONArrayFramer:
                     start = i = j + 1
                     self._state = _AFTER
                 else:
+                    if j > start:  # the separators before an element go on their own
+                        out.append(_between(bytes(buf[start:j])))
+                        start = j
                     self._open_value(buf, j)
                     i = self._pos
         if self._state == _VALUE:
