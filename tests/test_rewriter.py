@@ -240,6 +240,22 @@ def test_a_failing_framer_forwards_every_byte_it_held(n: int, keeps: bool) -> No
     assert rw.pending == 0 and rw.feed(b"after") == [b"after"] and rw.finish() == []
 
 
+class _Broken(_FlakyFramer):
+    """A framer that fails, then cannot even hand back what it holds."""
+
+    def pending_bytes(self) -> bytes:
+        raise OSError("gone")
+
+
+def test_bytes_a_broken_framer_cannot_hand_back_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    rw = StreamRewriter(CHAT, where="POST https://llm.example/v1/chat/completions")
+    rw._framer = _Broken(rw._framer, 2, keeps=True)  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING):
+        out = run(rw, [FOUNDING[:100], FOUNDING[100:200], FOUNDING[200:]])
+    assert out == FOUNDING[200:]  # the first event, held, is lost: the loss is said, not hidden
+    assert "200 bytes unaccounted for" in caplog.text
+
+
 def test_after_a_failure_everything_passes_untouched_and_the_log_names_the_flow(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -119,10 +119,7 @@ class Rewrite:
 
 
 def _describe(exc: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception_only(exc)).strip()
-    except Exception:  # an exception whose message itself fails
-        return type(exc).__name__
+    return "".join(traceback.format_exception_only(exc)).strip()
 
 
 def _save(tally: Tally) -> dict[str, Any]:
