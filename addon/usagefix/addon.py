@@ -443,8 +443,9 @@ def _saveable(record: UsageRecord) -> dict[str, Any]:
     return state
 
 
-# Deeper than this, a record is not saved: mitmproxy's tnetstring writer recurses once per level
-# (an 800-deep usage block, verbatim in the record, lost the whole flow).
+# Deeper than this, a record may not be saved: pydantic stops serializing a few hundred levels
+# down and mitmproxy's tnetstring writer recurses once per level (an 800-deep usage block,
+# verbatim in the record, lost the whole flow). Real usage blocks are three levels deep.
 MAX_RECORD_DEPTH = 64
 
 
