@@ -110,7 +110,15 @@ async def test_json_body_with_the_founding_bug_is_fixed_and_recorded() -> None:
         assert rec["usage_before"]["input_total"] == 1678
         assert rec["usage_after"]["input_total"] == 107208
         assert [r["rule"] for r in rec["rules"]] == ["R1", "I3"]
-        assert rec["changes"][0]["original"] == FOUNDING_JSON.decode()
+        # Only the span that differs is kept (prompt_tokens 1678 → 107208 … total 2048 → 107578).
+        assert rec["changes"] == [
+            {
+                "index": 0,
+                "offset": FOUNDING_JSON.index(b'678,"completion'),
+                "original": '678,"completion_tokens":370,"total_tokens":204',
+                "rewritten": '07208,"completion_tokens":370,"total_tokens":10757',
+            }
+        ]
         assert f.comment.startswith("usagefix: prompt_tokens 1678→107208, total_tokens 2048→107578 (R1:")
 
 
@@ -165,11 +173,13 @@ async def test_loaded_flow_from_an_older_rule_is_redone_from_the_original() -> N
     with taddons.context(addon) as tctx:
         f = llm_flow(FOUNDING_SSE, "text/event-stream", live=False)
         await tctx.cycle(addon, f)
-        # Pretend an older version of a rule had written 999999 where R1 now writes 107208.
+        # Pretend an older version of a rule had written 199999 where R1 now writes 107208 (the
+        # record keeps only the span that differs: "07208…", after the common "1").
         assert f.response is not None and f.response.content is not None
         rec = f.metadata["usagefix"]
-        old_text = rec["changes"][0]["rewritten"].replace("107208", "999999")
-        f.response.content = f.response.content.replace(b"107208", b"999999")
+        assert rec["changes"][0]["rewritten"].startswith("07208")
+        old_text = rec["changes"][0]["rewritten"].replace("07208", "99999")
+        f.response.content = f.response.content.replace(b"107208", b"199999")
         rec["changes"][0]["rewritten"] = old_text
         await tctx.cycle(addon, f)
         assert f.response.content == FIXED_SSE
@@ -433,9 +443,6 @@ EVERY_OPTION = {
     "usage_redact_secrets": False,
     "usage_max_event_bytes": 4096,
 }
-# Issue 7 §4, another part: an event over the bound is counted once per piece, so `events`,
-# `index` and `oversize_events` depend on the live chunking. Strict: drop it once that is fixed.
-PER_PIECE = pytest.mark.xfail(strict=True, reason="oversize events are counted per piece")
 
 
 @pytest.mark.parametrize("combined", [False, True], ids=["its own option", "every option at once"])
@@ -450,7 +457,7 @@ PER_PIECE = pytest.mark.xfail(strict=True, reason="oversize events are counted p
         ("gzip stream", {}, "rewritten"),
         ("gzip body", {}, "rewritten"),
         ("cut-off stream", {}, "unmeasured"),
-        pytest.param("oversize event", {"usage_max_event_bytes": 4096}, "rewritten", marks=PER_PIECE),
+        ("oversize event", {"usage_max_event_bytes": 4096}, "rewritten"),
     ],
 )
 async def test_renormalizing_a_saved_flow_changes_nothing(

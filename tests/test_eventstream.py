@@ -8,7 +8,7 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chunking import bytewise, chunkings, run_pushed
+from chunking import bytewise, check_three_ways, chunkings, events_of, merge_pieces, run_pushed
 from usagefix.dialects import DIALECTS, detect
 from usagefix.framing import EventStreamFramer, Frame
 from usagefix.framing.eventstream import encode_frame, parse_headers
@@ -58,15 +58,9 @@ def frames(chunks: list[bytes], bound: int = 1 << 20) -> list[Frame]:
 
 
 def test_frames_three_ways() -> None:
-    whole = frames([CONVERSE])
+    whole = check_three_ways(EventStreamFramer, CONVERSE, b"\x00\x00\x00")
     assert [f.payload()[0] for f in whole] == ["messageStart", "contentBlockDelta", "messageStop", "metadata"]
     assert all(f.complete for f in whole)
-    assert b"".join(f.raw for f in whole) == CONVERSE
-    assert frames(bytewise(CONVERSE)) == whole
-    fr = EventStreamFramer()
-    out = fr.feed(CONVERSE + b"\x00\x00\x00")
-    assert out == whole and fr.pending_bytes() == b"\x00\x00\x00"
-    assert [f.complete for f in fr.finish()] == [False]
 
 
 def test_headers_decode() -> None:
@@ -85,14 +79,22 @@ def test_a_frame_that_fails_its_crc_passes_untouched_and_flagged() -> None:
     bad[-6] ^= 0xFF  # a payload byte: the message CRC no longer matches
     stream = first + bytes(bad) + first
     out = frames([stream])
-    assert [f.complete for f in out] == [True, False, True]
+    assert [(f.complete, f.reason) for f in out] == [(True, None), (False, "bad_crc"), (True, None)]
     assert b"".join(f.raw for f in out) == stream
+
+
+def test_a_frame_whose_headers_do_not_decode_is_flagged_as_such() -> None:
+    bad = encode_frame(b"\x01a\x63", b"{}")  # header type 0x63 does not exist
+    out = frames([bad])
+    assert [(f.complete, f.reason) for f in out] == [(False, "bad_headers")]
 
 
 def test_a_broken_prelude_passes_the_rest_through() -> None:
     stream = event("messageStart", {}) + b"garbage that is not a frame at all"
-    out = frames([stream])
-    assert out[0].complete and b"".join(f.raw for f in out) == stream and not out[-1].complete
+    for chunks in ([stream], [stream[:40], stream[40:50], stream[50:]]):
+        out = frames(chunks)
+        assert out[0].complete and b"".join(f.raw for f in out) == stream
+        assert events_of(out) == [(True, (), ("messageStart", "{}")), (False, ("bad_prelude",), None)]
 
 
 def test_over_bound_frame_passes_through_unparsed() -> None:
@@ -102,7 +104,13 @@ def test_over_bound_frame_passes_through_unparsed() -> None:
         out = frames(chunks, bound=200)
         assert b"".join(f.raw for f in out) == stream
         assert out[0].complete and out[-1].complete
-        assert not any(f.complete for f in out[1:-1])
+        assert [(m.raw, m.reasons) for m in merge_pieces(out)][1] == (big, ("oversize",))
+    # Cut off inside it, after every byte it had has gone: still reported, counted once.
+    cut = stream[: stream.index(big) + len(big) - 30]
+    for chunks in ([cut], bytewise(cut)):
+        out = frames(chunks, bound=200)
+        assert b"".join(f.raw for f in out) == cut
+        assert [m.reasons for m in merge_pieces(out)] == [(), ("oversize", "cut_off")]
 
 
 def test_reencoding_round_trips() -> None:
@@ -118,9 +126,11 @@ def test_reencoding_round_trips() -> None:
         assert total == len(changed) and prelude_crc == zlib.crc32(changed[:8])
 
 
-@given(st.data())
-def test_any_chunking_gives_the_same_frames(data: st.DataObject) -> None:
+@given(st.data(), st.integers(20, 200), st.integers(0, len(CONVERSE)))
+def test_any_chunking_gives_the_same_frames(data: st.DataObject, bound: int, cut_at: int) -> None:
     assert frames(data.draw(chunkings(CONVERSE))) == frames([CONVERSE])
+    stream = CONVERSE[:cut_at]
+    assert merge_pieces(frames(data.draw(chunkings(stream)), bound)) == merge_pieces(frames([stream], bound))
 
 
 def test_converse_stream_usage_is_recorded_not_rewritten() -> None:

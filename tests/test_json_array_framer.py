@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chunking import bytewise, chunkings, run_pushed
+from chunking import bytewise, check_three_ways, chunkings, events_of, run_pushed
 from usagefix.framing import ArrayElement, JSONArrayFramer
 
 
@@ -39,36 +39,39 @@ CASES = {
 def test_cases_three_ways(name: str) -> None:
     stream, count = CASES[name]
     whole = frame([stream])
-    assert b"".join(e.raw for e in whole) == stream
-    assert all(e.complete for e in whole)
     assert len(values(whole)) == count
     for v in values(whole):
         json.loads(v)
-    assert frame(bytewise(stream)) == whole or values(frame(bytewise(stream))) == values(whole)
-    # Trailing bytes of an unfinished element stay held until finish().
-    if stream.rstrip().endswith(b"]") and count:
-        f = JSONArrayFramer()
-        open_array = stream.rstrip()[:-1] + b',{"tail": "unfinis'
-        out = f.feed(open_array)
-        assert values(out) == values(whole)
-        assert f.pending_bytes().endswith(b'{"tail": "unfinis')
-        assert [e.complete for e in f.finish()] == [False]
+    # Open the array again after its last element: what follows is an element that never ends.
+    body = stream.rstrip()
+    open_array = body[:-1].rstrip() if body.endswith(b"]") else body
+    trailing: bytes | None = b',{"tail": "unfinis' if count else b'{"tail": "unfinis'
+    if name == "single_object":
+        trailing = None  # after a top-level object, nothing more is framed
+    eager = name != "strings_and_numbers"  # a number ends only when the next byte says so
+    opened = check_three_ways(JSONArrayFramer, open_array, trailing, eager=eager)
+    assert values(opened) == values(whole)
+    assert b"".join(e.raw for e in whole) == stream
+    assert values(frame(bytewise(stream))) == values(whole)
 
 
 def test_elements_come_out_as_soon_as_complete() -> None:
     f = JSONArrayFramer()
     first, rest = GEMINI.split(b"\r\n,\r\n", 1)
-    (e,) = f.feed(first)
-    assert e.raw == first and e.payload()[1] == first[1:].decode()
-    # The separator rides with the next element, the closing bracket comes out at once.
-    out = f.feed(b"\r\n,\r\n" + rest[:-1])
-    assert [x.raw[:5] for x in out] == [b"\r\n,\r\n"]
-    assert f.feed(b"]") == [ArrayElement(b"\r\n]")]
+    between, e = f.feed(first)
+    assert between == ArrayElement(b"[", None, complete=False, starts_event=False)
+    assert e.raw == first[1:] and e.payload()[1] == first[1:].decode()
+    # Separators go on at once (nothing complete is held), the closing bracket too.
+    out = f.feed(b"\r\n,\r\n")
+    assert out == [ArrayElement(b"\r\n,\r\n", None, complete=False, starts_event=False)]
+    (e,) = f.feed(rest[:-3])
+    assert e.payload()[1] == rest[:-3].decode()
+    assert f.feed(b"\r\n]") == [ArrayElement(b"\r\n]", None, complete=False, starts_event=False)]
 
 
-def test_with_payload_keeps_the_separators() -> None:
-    (e,) = frame([b'[ {"a": 1}'])[:1]
-    assert e.with_payload('{"a": 2}') == b'[ {"a": 2}'
+def test_with_payload_replaces_the_element_alone() -> None:
+    e = frame([b'[ {"a": 1}'])[1]
+    assert e.with_payload('{"a": 2}') == b'{"a": 2}'
 
 
 def test_not_an_array_passes_through() -> None:
@@ -82,8 +85,16 @@ def test_over_bound_element_passes_through_unparsed() -> None:
     for chunks in ([stream], bytewise(stream)):
         out = frame(chunks, bound=64)
         assert b"".join(e.raw for e in out) == stream
-        assert values(out)[0] == '{"a": 1}' and values(out)[-1] == '{"b": 2}'
-        assert any(not e.complete for e in out)
+        assert values(out) == ['{"a": 1}', '{"b": 2}']
+        assert [x[1] for x in events_of(out)] == [(), ("oversize",), ()]
+
+
+def test_an_element_at_the_bound_is_parsed_however_it_is_chunked() -> None:
+    # The separators before an element do not count against the bound: only the element.
+    element = b'{"x": "' + b"y" * 50 + b'"}'
+    stream = b"[" + b" " * 40 + element + b"]"
+    for chunks in ([stream], bytewise(stream)):
+        assert values(frame(chunks, bound=len(element))) == [element.decode()]
 
 
 @st.composite
@@ -103,8 +114,18 @@ def test_any_chunking_gives_the_same_elements(data: st.DataObject, stream: bytes
     assert b"".join(e.raw for e in whole) == stream
     assert [json.loads(v) for v in values(whole)] == json.loads(stream)
     chunks = data.draw(chunkings(stream))
-    assert values(frame(chunks)) == values(whole)
+    assert events_of(frame(chunks)) == events_of(whole)
     assert b"".join(e.raw for e in frame(chunks)) == stream
+
+
+@given(st.data(), arrays(), st.integers(4, 40))
+def test_any_chunking_gives_the_same_elements_under_a_bound(
+    data: st.DataObject, stream: bytes, bound: int
+) -> None:
+    whole = frame([stream], bound)
+    assert events_of(frame(data.draw(chunkings(stream)), bound)) == events_of(whole)
+    cut_short = stream[: data.draw(st.integers(0, len(stream)))]
+    assert events_of(frame(data.draw(chunkings(cut_short)), bound)) == events_of(frame([cut_short], bound))
 
 
 @given(st.data(), st.binary(max_size=200), st.integers(4, 64))

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chunking import bytewise, chunkings, run_pushed
+from chunking import bytewise, check_three_ways, chunkings, merge_pieces, run_pushed
 from usagefix.framing import SSEEvent, SSEFramer, parse_fields
+from usagefix.framing.sse import BOM
 
 
 def frame(chunks: list[bytes], max_event_bytes: int = 1 << 20) -> list[SSEEvent]:
@@ -13,28 +14,12 @@ def frame(chunks: list[bytes], max_event_bytes: int = 1 << 20) -> list[SSEEvent]
     return run_pushed(f.feed, f.finish, chunks)
 
 
-def check_three_ways(stream: bytes, expected: list[bytes]) -> None:
-    """Whole, byte-at-a-time (nothing returned early), and with trailing bytes held back."""
-    assert [e.raw for e in frame([stream])] == expected
-    assert all(e.complete for e in frame([stream]))
-    assert [e.raw for e in frame(bytewise(stream))] == expected
-
-    # Byte-at-a-time with a growing buffer: each event comes out as soon as it is complete
-    # (or, for a final CR, at the next byte), never before.
-    f = SSEFramer()
-    seen = b""
-    for i in range(len(stream)):
-        for ev in f.feed(stream[i : i + 1]):
-            seen += ev.raw
-            assert stream[: len(seen)] == seen
-    # Trailing bytes of an unfinished event stay held until finish().
-    f = SSEFramer()
-    out = f.feed(stream + b"data: trail")
-    held = f.pending_bytes()
-    assert b"".join(e.raw for e in out) + held == stream + b"data: trail"
-    assert held.endswith(b"data: trail")
-    tail = f.finish()
-    assert [(e.raw.endswith(b"data: trail"), e.complete) for e in tail] == [(True, False)]
+def check(stream: bytes, expected: list[bytes]) -> None:
+    whole = check_three_ways(SSEFramer, stream, b"data: trail")
+    assert [e.raw for e in whole] == expected
+    assert all(isinstance(e, SSEEvent) and e.complete for e in whole)
+    # Pieces joined, byte at a time frames the same events as the whole.
+    assert [m.raw for m in merge_pieces(frame(bytewise(stream)))] == expected
 
 
 CASES = {
@@ -59,20 +44,25 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_cases_three_ways(name: str) -> None:
     stream, expected = CASES[name]
-    check_three_ways(stream, expected)
+    check(stream, expected)
 
 
-def test_crlf_split_across_chunks() -> None:
-    # The final CR of a CRLF terminator arrives alone: the event waits for its LF.
+def test_an_event_ending_in_a_cr_goes_at_once_and_its_lf_follows_on_its_own() -> None:
+    # Issue 10: `\r\n\r` ends an event (a CR ends the blank line). Waiting for an LF that may
+    # never come held a complete usage event until an end of stream that may be an error.
     f = SSEFramer()
-    assert f.feed(b"data: a\r\n\r") == []
-    assert f.feed(b"\ndata: b") == [SSEEvent(b"data: a\r\n\r\n")]
+    assert f.feed(b"data: a\r\n\r") == [SSEEvent(b"data: a\r\n\r")]
+    assert f.pending == 0
+    assert f.feed(b"\ndata: b") == [SSEEvent(b"\n", complete=False, starts_event=False)]
+    assert f.feed(b"\r\r") == [SSEEvent(b"data: b\r\r")]
+    assert f.feed(b"data: c\n\n") == [SSEEvent(b"data: c\n\n")]  # no LF came: nothing to continue
+    assert f.finish() == []
 
 
-def test_lone_cr_terminator_is_released_by_the_next_byte() -> None:
+def test_a_final_cr_is_not_held_at_the_end_of_the_stream() -> None:
     f = SSEFramer()
-    assert f.feed(b"data: a\r\r") == []
-    assert f.feed(b"d") == [SSEEvent(b"data: a\r\r")]
+    assert f.feed(b"data: a\r\n\r") == [SSEEvent(b"data: a\r\n\r")]
+    assert f.pending_bytes() == b""
 
 
 def test_stream_ending_without_blank_line() -> None:
@@ -82,7 +72,7 @@ def test_stream_ending_without_blank_line() -> None:
 def test_stream_cut_mid_event_gives_incomplete_tail() -> None:
     assert frame([b'data: a\n\ndata: {"x']) == [
         SSEEvent(b"data: a\n\n"),
-        SSEEvent(b'data: {"x', complete=False),
+        SSEEvent(b'data: {"x', complete=False, reason="cut_off"),
     ]
 
 
@@ -100,13 +90,34 @@ def test_over_bound_event_passes_through_unparsed() -> None:
         assert events[0] == SSEEvent(b"data: a\n\n")
         assert events[-1] == SSEEvent(b"data: b\n\n")
         middle = events[1:-1]
-        assert middle and all(not e.complete for e in middle)
+        assert middle and all(not e.complete and e.reason == "oversize" for e in middle)
+        assert [e.starts_event for e in middle] == [True] + [False] * (len(middle) - 1)
         assert b"".join(e.raw for e in middle) == big
         # The bound holds: never more than the bound (plus a possible terminator) held back.
         f = SSEFramer(max_event_bytes=40)
         for c in chunks:
             f.feed(c)
             assert f.pending <= 40 + len(c)
+
+
+def test_a_leading_bom_is_ignored_when_parsing_and_kept_on_the_wire() -> None:
+    # WHATWG: one U+FEFF at the very start of the stream is ignored.
+    stream = BOM + b'data: {"a":1}\n\ndata: b\n\n'
+    for chunks in ([stream], bytewise(stream)):
+        first, second = frame(chunks)
+        assert first.bom and first.payload() == (None, '{"a":1}')
+        assert first.with_payload('{"a":2}') == BOM + b'data: {"a":2}\n\n'
+        assert not second.bom and second.payload() == (None, "b")
+    # Anywhere else it is part of the line: `\ufeffdata` is an unknown field.
+    later = frame([b"data: a\n\n" + BOM + b"data: b\n\n"])
+    assert not later[1].bom and later[1].payload() == (None, None)
+
+
+def test_a_tiny_bound_never_repeats_a_byte() -> None:
+    for bound in (1, 2, 3):
+        stream = b"data: a\n\ndata: bb\n\n"
+        for chunks in ([stream], bytewise(stream), [stream[:10], stream[10:]]):
+            assert b"".join(e.raw for e in frame(chunks, bound)) == stream
 
 
 def test_bound_must_be_positive() -> None:
@@ -153,8 +164,22 @@ def sse_streams(draw: st.DrawFn) -> bytes:
 def test_any_chunking_gives_the_same_events(data: st.DataObject, stream: bytes) -> None:
     whole = frame([stream])
     chunks = data.draw(chunkings(stream)) if data is not None else bytewise(stream)
-    assert frame(chunks) == whole
+    assert merge_pieces(frame(chunks)) == merge_pieces(whole)
     assert b"".join(e.raw for e in whole) == stream
+
+
+@given(st.data(), sse_streams(), st.integers(4, 40))
+def test_any_chunking_gives_the_same_events_under_a_bound(
+    data: st.DataObject, stream: bytes, bound: int
+) -> None:
+    # Over-bound events come in pieces that depend on chunking; joined, they are the same events,
+    # flagged for the same reasons.
+    whole = frame([stream], bound)
+    assert merge_pieces(frame(data.draw(chunkings(stream)), bound)) == merge_pieces(whole)
+    cut_short = stream[: data.draw(st.integers(0, len(stream)))]
+    assert merge_pieces(frame(data.draw(chunkings(cut_short)), bound)) == merge_pieces(
+        frame([cut_short], bound)
+    )
 
 
 @given(st.data(), st.binary(max_size=300), st.integers(4, 64))

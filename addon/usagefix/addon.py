@@ -18,7 +18,7 @@ from typing import Any, NoReturn, Optional
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
-from usagefix.decoding import Decoder, make_decoder
+from usagefix.decoding import DecodeError, Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
@@ -28,6 +28,7 @@ from usagefix.record import (
     Status,
     UsageRecord,
     build_record,
+    minimal_record,
     read_prior,
     rebuild_upstream,
     summary,
@@ -71,13 +72,23 @@ def _refuse(problems: list[str]) -> NoReturn:
     raise exceptions.OptionsError("; ".join(lines))  # type: ignore[no-untyped-call]
 
 
+def _where(flow: http.HTTPFlow) -> str:
+    """The flow, as log lines name it."""
+    return f"{flow.request.method} {flow.request.pretty_url}"
+
+
 def _media_type(message: http.Message) -> str:
     return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
 @dataclass
 class _Stream:
-    """The callable mitmproxy calls with each chunk of a streamed response, then with b""."""
+    """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
+
+    Fail open, losing nothing: the rewriter owns every byte it has not returned, and its `feed`,
+    `finish` and `abandon` never raise. A chunk that cannot be decoded makes the rewriter hand back
+    what it held; that chunk and every one after it go as they came.
+    """
 
     rewriter: StreamRewriter
     decoder: Decoder | None = None
@@ -89,27 +100,37 @@ class _Stream:
     must not turn a complete response into a cut-off one."""
 
     def __call__(self, chunk: bytes) -> list[bytes]:
-        # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
         try:
             out = self._process(chunk)
-        except Exception as e:  # fail open: a bug may cost a normalization, never a byte
-            out = self.rewriter.abandon(f"{type(e).__name__}: {e}")
-            out = [p for p in (*out, chunk) if p]
+        except Exception as e:  # not reachable by design; should it be, the chunk still goes
+            logger.warning(
+                "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
+            )
+            out = [chunk]
+        # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
+        out = [p for p in out if p]
         for piece in out:
             self.sent += piece
         return out
 
     def _process(self, chunk: bytes) -> list[bytes]:
-        if self.decoder is None:
-            return self.rewriter.feed(chunk) if chunk else self.rewriter.finish()
-        try:
-            decoded = self.decoder.decode(chunk) if chunk else self.decoder.flush()
-        except Exception as e:  # corrupt compressed data: nothing better than to forward it
-            self.decoder = None
-            held = self.rewriter.abandon(f"cannot decode {self.content_encoding}: {e}")
-            return [p for p in (*held, chunk) if p]
-        out = self.rewriter.feed(decoded) if decoded else []
-        return out + self.rewriter.finish() if not chunk else out
+        data = chunk
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decode(chunk) if chunk else self.decoder.flush()
+            except Exception as e:  # corrupt compressed data: nothing better than to forward it
+                self.decoder = None
+                # What decoded before the error goes through the rewriter as usual; the bytes that
+                # did not decode follow as they came (a decoder that cannot say which: the chunk).
+                decoded = e.decoded if isinstance(e, DecodeError) else b""
+                tail = e.tail if isinstance(e, DecodeError) else chunk
+                out = self.rewriter.feed(decoded) if decoded else []
+                why = f"cannot decode {self.content_encoding}: {type(e).__name__}: {e}"
+                return [*out, *self.rewriter.abandon(why), tail]
+        out = self.rewriter.feed(data) if data else []
+        if not chunk:  # the end of the stream: every byte still held goes now
+            out += self.rewriter.finish()
+        return out
 
 
 def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
@@ -287,14 +308,16 @@ class UsageFix:
                     # Streamed as bare mitmdump would: the client decodes it, we cannot.
                     logger.warning(
                         "usagefix: %s: cannot decode content-encoding %r; streaming it untouched",
-                        flow.request.pretty_url,
+                        _where(flow),
                         encoding,
                     )
                     resp.stream = True
                     why = f"content-encoding {encoding!r} cannot be decoded here: passed through untouched"
                     self._record(flow, _untouched(state, "undecodable_encoding", why, encoding))
                     return
-            rewriter = StreamRewriter(state.dialect, self.max_event_bytes, state.ctx, framing)
+            rewriter = StreamRewriter(
+                state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
+            )
             stream = _Stream(rewriter, decoder, encoding if decoder else None)
             if decoder is not None:
                 del resp.headers["content-encoding"]
@@ -307,7 +330,7 @@ class UsageFix:
             resp.headers = headers
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
-            logger.warning("usagefix: %s: %s; streaming it untouched", flow.request.pretty_url, why)
+            logger.warning("usagefix: %s: %s; streaming it untouched", _where(flow), why)
             self._record(flow, _untouched(state, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -390,7 +413,7 @@ class UsageFix:
             except ValueError as e:  # hand-edited, or another schema: as if there were none
                 logger.warning(
                     "usagefix: %s: unreadable record (%s); normalizing the body as saved",
-                    flow.request.pretty_url,
+                    _where(flow),
                     e,
                 )
         if prior is not None:
@@ -399,7 +422,7 @@ class UsageFix:
             except ValueError as e:
                 logger.warning(
                     "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved",
-                    flow.request.pretty_url,
+                    _where(flow),
                     e,
                 )
         context = replace(
@@ -420,10 +443,11 @@ class UsageFix:
                 max_event_bytes=self.max_event_bytes,
                 ctx=context,
                 framing=framing,
+                where=_where(flow),
             )
             record = self._build(rw, prior.content_encoding if prior else None, cut_off=cut)
         else:
-            result = rewrite_body(state.dialect, body, context)
+            result = rewrite_body(state.dialect, body, context, where=_where(flow))
             new = body if result.body is None else result.body
             record = build_record(result.outcome)
         if new != resp.get_content(strict=False):
@@ -431,9 +455,58 @@ class UsageFix:
         self._record(flow, record)
 
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
-        flow.metadata[METADATA_KEY] = record.model_dump(mode="json")
+        """Put the record on the flow. The flow is saved with a record, always: if this one cannot
+        be written (a usage block nested too deep to save), the same without the verbatim usage
+        blocks, else a minimal one that says why."""
+        state: dict[str, Any] | None = None
+        why = ""
+        for attempt in range(3):
+            try:
+                if attempt == 1:
+                    update = {"upstream_usage": None, "emitted_usage": None}
+                    anomalies = [*record.anomalies, f"usage_blocks_not_recorded: {why}"]
+                    record = record.model_copy(update={**update, "anomalies": anomalies})
+                elif attempt == 2:
+                    error = f"the record could not be written: {why}"
+                    record = minimal_record(record.dialect, record.streamed, error, record.changes)
+                state = _saveable(record)
+                break
+            except Exception as e:
+                why = f"{type(e).__name__}: {e}"
+                logger.warning("usagefix: %s: cannot write the record as it is: %s", _where(flow), why)
+        if state is None:
+            record = minimal_record(
+                record.dialect, record.streamed, f"the record could not be written: {why}"
+            )
+            state = _saveable(record)
+        flow.metadata[METADATA_KEY] = state
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
             flow.marked = ":warning:"
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
-        log("%s %s: %s", flow.request.method, flow.request.pretty_url, flow.comment)
+        log("%s: %s", _where(flow), flow.comment)
+
+
+def _saveable(record: UsageRecord) -> dict[str, Any]:
+    state = record.model_dump(mode="json")
+    _check_depth(state)
+    return state
+
+
+# Deeper than this, a record may not be saved: pydantic stops serializing a few hundred levels
+# down and mitmproxy's tnetstring writer recurses once per level (an 800-deep usage block,
+# verbatim in the record, lost the whole flow). Real usage blocks are three levels deep.
+MAX_RECORD_DEPTH = 64
+
+
+def _check_depth(value: Any) -> None:
+    """Raise `ValueError` if `value` (plain JSON data) nests deeper than MAX_RECORD_DEPTH."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_RECORD_DEPTH:
+            raise ValueError(f"the record nests deeper than {MAX_RECORD_DEPTH} levels")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)

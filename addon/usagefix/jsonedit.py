@@ -134,16 +134,30 @@ def dumps_like(value: Any, old: str, text: str, start: int) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON values, without Python's `True == 1` (but with `1 == 1.0`)."""
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
+    """Equal as JSON values, without Python's `True == 1` (but with `1 == 1.0`).
+
+    Iterative: a value nested as deep as `json.loads` reads must not exhaust the call stack.
+    """
+    todo = [(a, b)]
+    while todo:
+        x, y = todo.pop()
+        if isinstance(x, bool) or isinstance(y, bool) or x is None or y is None:
+            if x is not y:
+                return False
+        elif isinstance(x, int | float) and isinstance(y, int | float):
+            if x != y:
+                return False
+        elif isinstance(x, Mapping) and isinstance(y, Mapping):
+            if x.keys() != y.keys():
+                return False
+            todo.extend((x[k], y[k]) for k in x)
+        elif isinstance(x, list) and isinstance(y, list):
+            if len(x) != len(y):
+                return False
+            todo.extend(zip(x, y, strict=True))
+        elif type(x) is not type(y) or x != y:
+            return False
+    return True
 
 
 def _edit(text: str, start: int, end: int, old: Any, new: Any) -> str:

@@ -7,7 +7,8 @@ one line for `flow.comment`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -22,6 +23,7 @@ __all__ = [
     "UsageRecord",
     "build_record",
     "flat_diff",
+    "minimal_record",
     "read_prior",
     "rebuild_upstream",
     "summary",
@@ -51,7 +53,9 @@ class ChangeRecord(_Strict):
     offset: int
     """Byte offset of the rewritten text in the body the client received."""
     original: str
-    """The upstream's text, byte for byte (UTF-8)."""
+    """The upstream's text there, byte for byte (UTF-8). Only the span that differs is kept (the
+    event's common prefix and suffix trimmed), so a change costs O(changed span); records written
+    before kept the whole event, which rebuilds the same way."""
     rewritten: str
     """What the client received instead."""
 
@@ -105,13 +109,52 @@ def build_record(
     held_back: bytes = b"",
     stream_usage_added: bool = False,
 ) -> UsageRecord:
-    """The record of a finished (or, with `cut_off`, interrupted) response."""
+    """The record of a finished (or, with `cut_off`, interrupted) response. Never raises: if the
+    full record cannot be built, a minimal one says why (`passthrough_error`)."""
+    try:
+        return _full_record(out, cut_off, content_encoding, held_back, stream_usage_added)
+    except Exception as e:
+        reason = f"the record could not be built: {_describe(e)}"
+        try:  # keep the changes if they are sound: enough to rebuild the upstream's body
+            changes = [ChangeRecord(**dataclasses.asdict(c)) for c in out.changes]
+            return minimal_record(out.dialect, out.streamed, reason, changes)
+        except Exception:
+            return minimal_record(out.dialect, out.streamed, reason)
+
+
+def minimal_record(
+    dialect: str, streamed: bool, error: str, changes: Sequence[ChangeRecord] = ()
+) -> UsageRecord:
+    """A record that holds little but why it is all there is: nothing measured, nothing claimed
+    (and the changes made, when they are known, so that the upstream's body can be rebuilt)."""
+    return UsageRecord(
+        dialect=dialect,
+        streamed=streamed,
+        status="passthrough_error",
+        final_seen=False,
+        error=error,
+        changes=list(changes),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _full_record(
+    out: Rewrite,
+    cut_off: str | None,
+    content_encoding: str | None,
+    held_back: bytes,
+    stream_usage_added: bool,
+) -> UsageRecord:
     t = out.tally
     anomalies = list(t.anomalies)
-    if out.oversize_events:
-        anomalies.append(f"oversize_events:{out.oversize_events}")
-    if out.incomplete_tail:
-        anomalies.append(f"incomplete_tail_bytes:{out.incomplete_tail}")
+    for reason in sorted(out.unparsed):  # events forwarded unparsed, each counted once
+        if reason == "cut_off":
+            anomalies.append(f"incomplete_tail_bytes:{out.incomplete_tail}")
+        else:
+            anomalies.append(f"{reason}_events:{out.unparsed[reason]}")
     if cut_off:
         anomalies.append("cut_off")
     elif out.streamed and not t.final_seen:

@@ -3,39 +3,106 @@
 `StreamRewriter.feed(chunk)` returns what may go to the client now: every complete event, at
 once, untouched unless it carries usage that needed fixing. Only the incomplete tail is held.
 `rewrite_body` does the same for a whole, non-streamed JSON body.
+
+Fail open, losing nothing. As in h11, where the receive buffer alone owns the bytes not yet
+consumed, the bytes not yet returned have one owner here: the framer's buffer, plus the events
+taken out of it and not yet emitted. Each event is emitted as one transaction (its bytes, its
+change, its counts and the tally move together, or none of them do); on any exception, in the
+framer, the dialect, the change record or the rewriter itself, the raw bytes of every event not
+yet emitted and the framer's held bytes go out as they came, in order, and from then on every
+chunk passes untouched. The outcome says why (`error`, recorded as `passthrough_error`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, Event, Framing, make_framer
 from usagefix.normalize import UsageShapeError
 
-__all__ = ["BodyRewrite", "EventChange", "Rewrite", "StreamRewriter", "rewrite_body", "rewrite_stream"]
+__all__ = [
+    "BodyRewrite",
+    "EventChange",
+    "Rewrite",
+    "StreamRewriter",
+    "changed_span",
+    "rewrite_body",
+    "rewrite_stream",
+]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class EventChange:
-    """One event we rewrote: where it sits in what the client received, and both texts."""
+    """One rewrite: at `offset` in what the client received, `rewritten` stands where the
+    upstream had `original`.
+
+    Only the span that differs is kept: the common prefix and suffix of the event's two texts are
+    trimmed (on UTF-8 character boundaries, the offset moved past the prefix). A rewrite touches
+    only the usage block, so a change costs O(changed span), never O(event): a `response.completed`
+    that repeats a whole long answer records a few dozen bytes. Putting `original` back at
+    `offset` in place of `rewritten` gives the upstream's bytes.
+    """
 
     index: int
-    """Its position among the events of the response, from 0."""
+    """Its event's position among the events of the response, from 0."""
     offset: int
-    """Its byte offset in the body the client received."""
+    """Byte offset of `rewritten` in the body the client received."""
     original: str
     rewritten: str
 
 
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    # The highest bit in which the two differ, read big-endian, is in their first differing byte.
+    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - (x.bit_length() + 7) // 8
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    if limit <= 0:
+        return 0
+    ta, tb = a[len(a) - limit :], b[len(b) - limit :]
+    if ta == tb:
+        return limit
+    x = int.from_bytes(ta, "little") ^ int.from_bytes(tb, "little")
+    return limit - (x.bit_length() + 7) // 8
+
+
+def _continues(data: bytes, i: int) -> bool:
+    """Whether `data[i]` is a UTF-8 continuation byte (so a character boundary is not at i)."""
+    return i < len(data) and data[i] & 0xC0 == 0x80
+
+
+def changed_span(index: int, offset: int, old: bytes, new: bytes) -> EventChange:
+    """The change from `old` to `new` (an event at `offset`), trimmed to the span that differs.
+
+    Raises `UnicodeDecodeError` when the span is not UTF-8 (a binary frame's lengths and CRCs).
+    """
+    p = _common_prefix(old, new)
+    while p and (_continues(old, p) or _continues(new, p)):
+        p -= 1
+    s = _common_suffix(old, new, min(len(old), len(new)) - p)
+    while s and _continues(old, len(old) - s):
+        s -= 1
+    return EventChange(
+        index, offset + p, old[p : len(old) - s].decode("utf-8"), new[p : len(new) - s].decode("utf-8")
+    )
+
+
 @dataclass
 class Rewrite:
-    """What rewriting a response did, for the record."""
+    """What rewriting a response did, for the record. Any chunking of a stream gives the same."""
 
     dialect: str
     streamed: bool
@@ -45,7 +112,9 @@ class Rewrite:
     error: str | None = None
     """Set when the rewriter failed and let the rest through untouched (fail open)."""
     events: int = 0
-    oversize_events: int = 0
+    unparsed: dict[str, int] = field(default_factory=dict)
+    """Events forwarded unparsed, by reason (`oversize`, `cut_off`, `bad_crc`, …): each counted
+    once, however many pieces it came in."""
     incomplete_tail: int = 0
     """Bytes of an event cut off by the end of the stream (forwarded as they were)."""
 
@@ -54,9 +123,23 @@ def _describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(exc)).strip()
 
 
+def _save(tally: Tally) -> dict[str, Any]:
+    """The tally's state, to put back if the event that is changing it fails."""
+    saved: dict[str, Any] = {}
+    for f in dataclasses.fields(tally):
+        v = getattr(tally, f.name)
+        saved[f.name] = v.copy() if isinstance(v, list | dict | set) else v
+    return saved
+
+
+def _restore(tally: Tally, saved: dict[str, Any]) -> None:
+    for name, v in saved.items():
+        setattr(tally, name, v)
+
+
 class StreamRewriter:
     """Rewrites a stream (SSE, JSON array, event stream) incrementally; any chunking gives the
-    same output as the whole."""
+    same output, and the same outcome, as the whole."""
 
     def __init__(
         self,
@@ -64,107 +147,187 @@ class StreamRewriter:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         ctx: Context = NO_CONTEXT,
         framing: Framing = "sse",
+        *,
+        where: str = "",
     ) -> None:
         self.dialect = dialect
         self.ctx = ctx
+        self.where = where or "a stream"
+        """What the log lines name (the flow's method and URL)."""
         self.outcome = Rewrite(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
         self._framer = make_framer(framing, max_event_bytes)
         self._session = dialect.stream_session(self.outcome.tally, ctx)
-        self._sent = 0  # bytes returned so far, for change offsets
+        self._markers = dialect.end_markers
+        self._fed = 0  # bytes taken in
+        self._taken = 0  # bytes of the events taken out of the framer and emitted (or given up)
+        self._sent = 0  # bytes returned, for change offsets
         self._failed = False
-        self._last = b""  # the last event forwarded, to tell a finished stream from a cut one
+        self._ended = False  # the dialect's end event went out
+        self._event_start = 0  # where the current event began, in the bytes taken in
+        self._reasons: tuple[str, ...] = ()  # reasons already counted for the current event
+        self._dropped = False  # the last event was dropped: the rest of its terminator goes too
 
     @property
     def pending(self) -> int:
         """Bytes held back, waiting for the end of their event."""
-        return self._framer.pending
+        return 0 if self._failed else self._framer.pending
 
     @property
     def ended(self) -> bool:
-        """Whether the dialect's last event (`[DONE]`, `message_stop`, …) has been forwarded."""
-        return self._framer.pending == 0 and any(m in self._last for m in self.dialect.end_markers)
+        """Whether the dialect's end event (`[DONE]`, `message_stop`, …, told by its name or
+        type) has gone to the client, with nothing held after it."""
+        return self._ended and self.pending == 0
 
     def pending_bytes(self) -> bytes:
         """The held-back bytes themselves (never forwarded if the stream is cut off now)."""
-        return self._framer.pending_bytes()
+        return b"" if self._failed else self._framer.pending_bytes()
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        """Take a chunk; return the bytes that can go to the client now (never an empty piece)."""
+        """Take a chunk; return the bytes that can go to the client now (never an empty piece).
+
+        Never raises."""
         if self._failed:
+            self._sent += len(chunk)
             return [chunk] if chunk else []
+        self._fed += len(chunk)
         try:
-            return self._forward(self._framer.feed(chunk))
-        except Exception as e:  # fail open: the framer gave up, forward everything it held
-            return self.abandon(_describe(e))
+            events = self._framer.feed(chunk)
+        except Exception as e:
+            return self._give_up(_describe(e), (), [], chunk)
+        return self._emit(events)
 
     def finish(self) -> list[bytes]:
-        """End of stream: return the held tail, if any."""
+        """End of stream: return every byte still held, complete or not. Never raises."""
         if self._failed:
             return []
         try:
-            return self._forward(self._framer.finish(), at_end=True)
+            events = self._framer.finish()
         except Exception as e:
-            return self.abandon(_describe(e))
+            return self._give_up(_describe(e), (), [])
+        return self._emit(events)
 
     def abandon(self, reason: str) -> list[bytes]:
-        """Give up: return the held bytes as they came, and pass everything after untouched."""
-        self._failed = True
-        self.outcome.error = reason
-        logger.warning("usagefix: rewriter failed, forwarding the rest untouched: %s", reason)
-        held = self._framer.pending_bytes()
-        return [held] if held else []
-
-    def _forward(self, events: Sequence[Event], at_end: bool = False) -> list[bytes]:
-        if not events:
+        """Give up (the caller failed): return the held bytes as they came; the rest passes untouched."""
+        if self._failed:
             return []
-        out = self.outcome
-        session = self._session
+        return self._give_up(reason, (), [])
+
+    def _emit(self, events: Sequence[Event]) -> list[bytes]:
         pieces: list[bytes] = []
-        for ev in events:
-            raw = ev.raw
-            if not ev.complete:
-                # Unparsed: a piece of an event over the bound, or, at the end, one cut off.
-                if at_end:
-                    out.incomplete_tail += len(raw)
-                else:
-                    out.oversize_events += 1
-            elif not self._failed and session.might_carry_usage(raw):
-                raw = self._rewrite_event(ev)
-            if raw:
-                pieces.append(raw)
-                self._last = raw
-            self._sent += len(raw)
-            out.events += 1
+        done = 0
+        try:
+            for ev in events:
+                out = self._one(ev)
+                if out:
+                    pieces.append(out)
+                self._sent += len(out)
+                self._taken += len(ev.raw)
+                done += 1
+        except Exception as e:  # fail open: this event and everything after it go as they came
+            return self._give_up(_describe(e), events[done:], pieces)
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
 
-    def _rewrite_event(self, ev: Event) -> bytes:
-        out = self.outcome
-        raw = ev.raw
+    def _give_up(
+        self, reason: str, rest: Sequence[Event], pieces: list[bytes], chunk: bytes = b""
+    ) -> list[bytes]:
+        """Forward every byte not yet returned, in order, and pass everything after untouched."""
+        self._failed = True
+        self.outcome.error = reason
+        logger.warning("usagefix: %s: rewriter failed, forwarding the rest untouched: %s", self.where, reason)
         try:
-            name, data = ev.payload()
-            if data is None:
-                return raw
-            new = self._session.rewrite_event(name, data)
-            if new is None:
-                return raw
-            rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
-        except UsageShapeError as e:
-            out.tally.flag(f"invalid_usage: {e}")
-            return raw
-        except (ValueError, UnicodeDecodeError) as e:  # not JSON, not UTF-8
-            out.tally.flag(f"unparseable_event: {_describe(e)}")
-            return raw
-        except Exception as e:  # a bug of ours: this event and the rest go through untouched
-            self._failed = True
-            out.error = _describe(e)
-            logger.warning(
-                "usagefix: rewriting an event failed, forwarding the rest untouched: %s", out.error
-            )
-            return raw
-        out.changes.append(
-            EventChange(out.events, self._sent, raw.decode("utf-8"), rewritten.decode("utf-8"))
-        )
-        return rewritten
+            held = self._framer.pending_bytes()
+        except Exception:
+            held = b""
+        tail = b"".join(ev.raw for ev in rest) + held
+        missing = self._fed - self._taken - len(tail)
+        if 0 < missing <= len(chunk):
+            # The framer failed before keeping the chunk: its bytes are still ours to send.
+            tail += chunk[len(chunk) - missing :]
+        elif missing:
+            logger.error("usagefix: %s: %d bytes unaccounted for after the failure", self.where, missing)
+        if tail:
+            pieces.append(tail)
+        self._taken = self._fed
+        self._sent += len(tail)
+        return [b"".join(pieces)] if len(pieces) > 1 else pieces
+
+    def _one(self, ev: Event) -> bytes:
+        """One event (or piece), as a transaction: everything is computed first, then committed."""
+        raw = ev.raw
+        out = self.outcome
+        emitted = raw
+        change: EventChange | None = None
+        replace_last = False
+        ended = self._ended
+        saved: dict[str, Any] | None = None
+        if ev.complete:
+            parsed: tuple[str | None, str | None] | None = None
+            try:
+                if self._session.might_carry_usage(raw):
+                    saved = _save(out.tally)
+                    try:
+                        parsed = ev.payload()
+                        emitted, change = self._rewrite(ev, parsed[0], parsed[1])
+                    except UsageShapeError as e:  # not shaped as the dialect says: event untouched
+                        _restore(out.tally, saved)
+                        out.tally.flag(f"invalid_usage: {e}")
+                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                        # Bad input, not a bug of ours: this event goes untouched and is flagged;
+                        # a later event (the usage chunk) is still read.
+                        _restore(out.tally, saved)
+                        out.tally.flag(f"unparseable_event: {_describe(e)}")
+                if not ended:
+                    for m in self._markers:
+                        if m in raw:
+                            ended = self._is_end(ev, parsed)
+                            break
+            except Exception:
+                if saved is not None:
+                    _restore(out.tally, saved)
+                raise
+        elif self._dropped and not ev.starts_event and ev.reason is None:
+            # The LF of a CRLF whose CR ended a dropped event: it goes with that event.
+            last = out.changes[-1]
+            change = dataclasses.replace(last, original=last.original + raw.decode("utf-8"))
+            emitted, replace_last = b"", True
+        # Commit.
+        if ev.starts_event:
+            out.events += 1
+            self._event_start = self._taken
+            self._reasons = ()
+        reason = ev.reason
+        if reason is not None and reason not in self._reasons:
+            self._reasons += (reason,)
+            out.unparsed[reason] = out.unparsed.get(reason, 0) + 1
+            if reason == "cut_off":
+                out.incomplete_tail += self._taken + len(raw) - self._event_start
+        if change is not None:
+            if replace_last:
+                out.changes[-1] = change
+            else:
+                out.changes.append(change)
+                self._dropped = not emitted
+        elif ev.starts_event:
+            self._dropped = False
+        self._ended = ended
+        return emitted
+
+    def _rewrite(self, ev: Event, name: str | None, data: str | None) -> tuple[bytes, EventChange | None]:
+        raw = ev.raw
+        if data is None:
+            return raw, None
+        new = self._session.rewrite_event(name, data)
+        if new is None:
+            return raw, None
+        rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
+        return rewritten, changed_span(self.outcome.events, self._sent, raw, rewritten)
+
+    def _is_end(self, ev: Event, parsed: tuple[str | None, str | None] | None) -> bool:
+        try:
+            name, data = parsed if parsed is not None else ev.payload()
+        except ValueError:  # not UTF-8: not an end event we can tell
+            return False
+        return data is not None and self.dialect.is_end(name, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +337,16 @@ class BodyRewrite:
     outcome: Rewrite
 
 
-def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT) -> BodyRewrite:
+def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT, *, where: str = "") -> BodyRewrite:
     """Rewrite the usage of a whole JSON body; never raises."""
     out = Rewrite(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
         text = body.decode("utf-8")
         new = dialect.rewrite_json(text, out.tally, ctx)
+        if new is None:
+            return BodyRewrite(None, out)
+        new_body = new.encode("utf-8")
+        change = changed_span(0, 0, body, new_body)
     except UsageShapeError as e:
         out.tally.flag(f"invalid_usage: {e}")
         return BodyRewrite(None, out)
@@ -188,12 +355,12 @@ def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT) -> Bo
         return BodyRewrite(None, out)
     except Exception as e:
         out.error = _describe(e)
-        logger.warning("usagefix: rewriting a body failed, forwarding it untouched: %s", out.error)
+        logger.warning(
+            "usagefix: %s: rewriting a body failed, forwarding it untouched: %s", where or "a body", out.error
+        )
         return BodyRewrite(None, out)
-    if new is None:
-        return BodyRewrite(None, out)
-    out.changes.append(EventChange(0, 0, text, new))
-    return BodyRewrite(new.encode("utf-8"), out)
+    out.changes.append(change)
+    return BodyRewrite(new_body, out)
 
 
 def rewrite_stream(
@@ -204,13 +371,14 @@ def rewrite_stream(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ctx: Context = NO_CONTEXT,
     framing: Framing = "sse",
+    where: str = "",
 ) -> tuple[bytes, StreamRewriter]:
     """Rewrite a whole recorded stream at once, as if it had arrived in one chunk.
 
     With `complete=False` (the stream was cut off), the unfinished tail stays held, as it was
     live: `rewriter.pending_bytes()` has it. Never raises.
     """
-    rw = StreamRewriter(dialect, max_event_bytes, ctx, framing)
+    rw = StreamRewriter(dialect, max_event_bytes, ctx, framing, where=where)
     out = rw.feed(body)
     if complete:
         out += rw.finish()

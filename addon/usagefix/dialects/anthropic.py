@@ -85,6 +85,13 @@ class Anthropic:
     def stream_session(self, tally: Tally, ctx: Context) -> _MessagesStream:
         return _MessagesStream(tally, ctx)
 
+    def is_end(self, name: str | None, data: str) -> bool:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = None
+        return (obj.get("type", name) if isinstance(obj, dict) else name) == "message_stop"
+
 
 def _observe_only(ctx: Context) -> bool:
     return ctx.profile is not None and ctx.profile.observe_only

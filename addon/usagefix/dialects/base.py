@@ -92,8 +92,8 @@ class StreamSession(Protocol):
     def rewrite_event(self, name: str | None, data: str) -> str | None:
         """The new `data` of a usage-bearing event, or None to leave the event as it was.
 
-        May raise `UsageShapeError` (recorded, event untouched) or `ValueError` on data that is
-        not JSON (likewise).
+        May raise `UsageShapeError` (recorded, event untouched); any other exception (data that is
+        not JSON, …) makes the rewriter forward this event and the rest of the stream untouched.
         """
         ...
 
@@ -103,7 +103,13 @@ class Dialect(Protocol):
 
     name: str
     end_markers: tuple[bytes, ...]
-    """Bytes found in the last event of a complete stream (`[DONE]`, `message_stop`)."""
+    """Bytes every event that ends a complete stream holds (`[DONE]`, `message_stop`): a cheap
+    test before `is_end`, which decides."""
+
+    def is_end(self, name: str | None, data: str) -> bool:
+        """Whether this complete event ends the response, by its name or type (never by a
+        substring: a text delta may say "[DONE]")."""
+        ...
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""

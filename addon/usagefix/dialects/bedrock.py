@@ -84,9 +84,19 @@ def observe_headers(ctx: Context, tally: Tally) -> bool:
     return True
 
 
+def _base64_needles(text: bytes) -> tuple[bytes, ...]:
+    """What `text` looks like inside base64, at each of its three possible alignments."""
+    return tuple(base64.b64encode(text[k : k + (len(text) - k) // 3 * 3]) for k in range(3))
+
+
+_METRICS = "amazon-bedrock-invocationMetrics"
+
+
 class Bedrock:
     name = "bedrock"
-    end_markers: tuple[bytes, ...] = (b"metadata", b"amazon-bedrock-invocationMetrics")
+    # ConverseStream ends with messageStop then metadata (named in a header); InvokeModel
+    # streams end with a chunk whose base64 payload carries the invocation metrics.
+    end_markers: tuple[bytes, ...] = (b"messageStop", b"metadata", *_base64_needles(_METRICS.encode()))
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
@@ -105,6 +115,16 @@ class Bedrock:
 
     def stream_session(self, tally: Tally, ctx: Context) -> _BedrockStream:
         return _BedrockStream(tally)
+
+    def is_end(self, name: str | None, data: str) -> bool:
+        if name in ("messageStop", "metadata"):
+            return True
+        try:
+            obj = json.loads(data)
+            inner = json.loads(base64.b64decode(obj["bytes"], validate=True)) if name == "chunk" else None
+        except (binascii.Error, ValueError, TypeError, KeyError):
+            return False
+        return isinstance(inner, dict) and _METRICS in inner
 
 
 class _BedrockStream:

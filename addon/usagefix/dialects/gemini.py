@@ -91,6 +91,13 @@ class Gemini:
     def stream_session(self, tally: Tally, ctx: Context) -> _GeminiStream:
         return _GeminiStream(tally, ctx)
 
+    def is_end(self, name: str | None, data: str) -> bool:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return False
+        return isinstance(obj, dict) and _finished(obj)
+
 
 class _GeminiStream:
     def __init__(self, tally: Tally, ctx: Context) -> None:

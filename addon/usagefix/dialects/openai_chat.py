@@ -40,6 +40,9 @@ class OpenAIChat:
     def stream_session(self, tally: Tally, ctx: Context) -> _ChatStream:
         return _ChatStream(tally, ctx)
 
+    def is_end(self, name: str | None, data: str) -> bool:
+        return data.strip() == "[DONE]"
+
 
 class _ChatStream:
     def __init__(self, tally: Tally, ctx: Context) -> None:

@@ -31,6 +31,13 @@ class OpenAIResponses:
     def stream_session(self, tally: Tally, ctx: Context) -> _ResponsesStream:
         return _ResponsesStream(tally, ctx)
 
+    def is_end(self, name: str | None, data: str) -> bool:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = None
+        return (obj.get("type", name) if isinstance(obj, dict) else name) in TERMINAL
+
 
 class _ResponsesStream:
     def __init__(self, tally: Tally, ctx: Context) -> None:

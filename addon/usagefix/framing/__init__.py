@@ -29,15 +29,32 @@ Framing = Literal["sse", "json_array", "eventstream"]
 
 
 class Event(Protocol):
+    """An event as it was on the wire, or a piece of one.
+
+    `complete`: a whole event that can be parsed. Otherwise `reason` says why not (`oversize`,
+    `cut_off`, `bad_crc`, `bad_headers`, `bad_prelude`), or is None for bytes that are no event of
+    their own (between events, the end of a terminator). `starts_event` is False for every piece
+    after the first of one event, and for bytes between events: counting the pieces that start
+    one counts the events, whatever the chunking.
+    """
+
     @property
     def raw(self) -> bytes: ...
     @property
     def complete(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def starts_event(self) -> bool: ...
     def payload(self) -> tuple[str | None, str | None]: ...
     def with_payload(self, data: str) -> bytes: ...
 
 
 class Framer(Protocol):
+    """Push-style: `feed` and `finish` return events; every byte fed comes back, in order, once.
+
+    If `feed` raises, `pending_bytes()` holds every byte fed and not yet returned."""
+
     @property
     def pending(self) -> int: ...
     def pending_bytes(self) -> bytes: ...

@@ -67,12 +67,20 @@ def encode_frame(header_bytes: bytes, payload: bytes) -> bytes:
 
 @dataclass(slots=True, frozen=True)
 class Frame:
+    """One message as it was on the wire, or bytes that are not one, with the `reason`:
+    `bad_crc` (the message CRC fails), `bad_headers` (its header block does not decode),
+    `oversize` (over the bound: in pieces, the first with `starts_event=True`), `bad_prelude`
+    (a prelude CRC or length is wrong: frame boundaries are lost, the rest of the stream passes
+    unparsed) or `cut_off` (the stream ended inside it)."""
+
     raw: bytes
     complete: bool = True
-    """False for bytes that are not a verified frame (a CRC failed, over the bound, cut off)."""
+    """False for bytes that are not a verified frame."""
     headers: dict[str, HeaderValue] = field(default_factory=dict)
     header_bytes: bytes = b""
     body: bytes = b""
+    reason: str | None = None
+    starts_event: bool = True
 
     def payload(self) -> tuple[str | None, str | None]:
         """(`:event-type` or `:exception-type`, the payload as text)."""
@@ -84,14 +92,21 @@ class Frame:
         return encode_frame(self.header_bytes, data.encode("utf-8"))
 
 
+def _unparsed(raw: bytes, reason: str, starts_event: bool = True) -> Frame:
+    return Frame(raw, complete=False, reason=reason, starts_event=starts_event)
+
+
 class EventStreamFramer:
-    """Cuts an event stream into frames. Concatenating every `raw` gives back the input."""
+    """Cuts an event stream into frames. Concatenating every `raw` gives back the input; if
+    `feed` raises, `pending_bytes()` still holds every byte fed and not returned."""
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._buf = bytearray()
         self._skip = 0  # bytes of an over-bound frame still to pass through unparsed
+        self._skip_started = False  # its first piece has gone
         self._lost = False  # a prelude failed its CRC: frame boundaries are gone for good
+        self._lost_started = False
 
     @property
     def pending(self) -> int:
@@ -108,12 +123,14 @@ class EventStreamFramer:
         n = len(buf)
         while start < n:
             if self._lost:
-                out.append(Frame(bytes(buf[start:]), complete=False))
+                out.append(_unparsed(bytes(buf[start:]), "bad_prelude", not self._lost_started))
+                self._lost_started = True
                 start = n
                 break
             if self._skip:
                 take = min(self._skip, n - start)
-                out.append(Frame(bytes(buf[start : start + take]), complete=False))
+                out.append(_unparsed(bytes(buf[start : start + take]), "oversize", not self._skip_started))
+                self._skip_started = True
                 self._skip -= take
                 start += take
                 continue
@@ -125,6 +142,7 @@ class EventStreamFramer:
                 continue
             if total > self.max_event_bytes:
                 self._skip = total
+                self._skip_started = False
                 continue
             if n - start < total:
                 break
@@ -132,13 +150,13 @@ class EventStreamFramer:
             start += total
             (msg_crc,) = struct.unpack_from(">I", raw, total - 4)
             if zlib.crc32(raw[:-4]) != msg_crc:
-                out.append(Frame(raw, complete=False))
+                out.append(_unparsed(raw, "bad_crc"))
                 continue
             header_bytes = raw[12 : 12 + hlen]
             try:
                 headers = parse_headers(header_bytes)
             except ValueError:
-                out.append(Frame(raw, complete=False))
+                out.append(_unparsed(raw, "bad_headers"))
                 continue
             out.append(Frame(raw, True, headers, header_bytes, raw[12 + hlen : -4]))
         if start:
@@ -146,6 +164,11 @@ class EventStreamFramer:
         return out
 
     def finish(self) -> list[Frame]:
+        """End of stream: a frame begun and not finished comes out as it is (an empty piece when
+        every byte of an over-bound frame has gone already)."""
         rest = bytes(self._buf)
         self._buf.clear()
-        return [Frame(rest, complete=False)] if rest else []
+        if self._skip:
+            self._skip = 0
+            return [_unparsed(rest, "cut_off", starts_event=False)]
+        return [_unparsed(rest, "cut_off")] if rest else []

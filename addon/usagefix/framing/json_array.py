@@ -1,9 +1,9 @@
 """Sans-IO, push-style framer for a streamed JSON array: `[{…}\\r\\n,\\r\\n{…}]`.
 
 Gemini's `streamGenerateContent` without `alt=sse` sends one JSON array, element by element
-(usage-semantics §4.2). Each element comes out as soon as it is complete, with its exact bytes:
-the separators before it (`[`, `,`, whitespace) ride along in its `raw`, and `value` says where
-the element itself is. The closing `]` and anything after it come out as soon as they arrive.
+(usage-semantics §4.2). Each element comes out as soon as it is complete, with its exact bytes;
+the bytes between elements (`[`, `,`, whitespace, the closing `]` and anything after it) come out
+on their own, as soon as they arrive, so that nothing complete is ever held.
 A body that starts with `{` is framed as a single element; anything else passes through.
 """
 
@@ -26,11 +26,19 @@ _BEFORE, _BETWEEN, _VALUE, _AFTER = range(4)
 
 @dataclass(slots=True, frozen=True)
 class ArrayElement:
-    """A piece of the array: `raw` as on the wire, `raw[value[0]:value[1]]` the element (if any)."""
+    """A piece of the array: `raw` as on the wire, `raw[value[0]:value[1]]` the element (if any).
+
+    Bytes between or after elements (separators, the closing bracket, a body that is no array)
+    come out as soon as they arrive, with `starts_event=False` and no value. An element that
+    cannot be parsed passes as it came, with its `reason`: `oversize` (over the bound: in pieces,
+    the first with `starts_event=True`) or `cut_off` (the stream ended inside it).
+    """
 
     raw: bytes
     value: tuple[int, int] | None = None
     complete: bool = True
+    reason: str | None = None
+    starts_event: bool = True
 
     def payload(self) -> tuple[str | None, str | None]:
         """(None, the element's JSON text), or (None, None) for separators and the closing bracket."""
@@ -43,8 +51,15 @@ class ArrayElement:
         return self.raw[: self.value[0]] + data.encode("utf-8") + self.raw[self.value[1] :]
 
 
+def _between(raw: bytes) -> ArrayElement:
+    return ArrayElement(raw, None, complete=False, starts_event=False)
+
+
 class JSONArrayFramer:
-    """Cuts a JSON array byte stream into elements; concatenating every `raw` gives the input."""
+    """Cuts a JSON array byte stream into elements; concatenating every `raw` gives the input.
+
+    If `feed` raises, `pending_bytes()` still holds every byte fed and not returned.
+    """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         if max_event_bytes < 1:
@@ -78,18 +93,20 @@ class JSONArrayFramer:
         start, i, n = 0, self._pos, len(buf)
         while i < n:
             if self._state == _AFTER:
-                out.append(ArrayElement(bytes(buf[start:n])))
+                out.append(_between(bytes(buf[start:n])))
                 start = i = n
             elif self._state == _VALUE:
                 end = self._scan_value(buf, i)
                 if end is None:
                     i = n
                     break
-                # An element over the bound is flagged even when it arrived whole, so that what
-                # gets parsed does not depend on chunking.
-                complete = not self._skipping and end - self._vstart <= self.max_event_bytes
-                value = (self._vstart - start, end - start) if complete else None
-                out.append(ArrayElement(bytes(buf[start:end]), value, complete))
+                if self._skipping:
+                    out.append(ArrayElement(bytes(buf[start:end]), None, False, "oversize", False))
+                elif end - self._vstart > self.max_event_bytes:
+                    # Flagged even when it arrived whole: what gets parsed does not depend on chunking.
+                    out.append(ArrayElement(bytes(buf[start:end]), None, False, "oversize"))
+                else:
+                    out.append(ArrayElement(bytes(buf[start:end]), (self._vstart - start, end - start)))
                 self._skipping = False
                 start = i = end
                 self._state = _AFTER if self._top_level else _BETWEEN
@@ -112,18 +129,29 @@ class JSONArrayFramer:
                 if c == 0x2C:  # ,
                     i = j + 1
                 elif c == 0x5D:  # ] closes the array
-                    out.append(ArrayElement(bytes(buf[start : j + 1])))
+                    out.append(_between(bytes(buf[start : j + 1])))
                     start = i = j + 1
                     self._state = _AFTER
                 else:
+                    if j > start:  # the separators before an element go on their own
+                        out.append(_between(bytes(buf[start:j])))
+                        start = j
                     self._open_value(buf, j)
                     i = self._pos
-        if self._state == _VALUE and n - start > self.max_event_bytes and not self._skipping:
-            # No end within the bound: forward what we hold, unparsed, and keep forwarding.
-            self._skipping = True
-        if self._skipping and n > start:
-            out.append(ArrayElement(bytes(buf[start:n]), None, complete=False))
-            self._vstart = start = n
+        if self._state == _VALUE:
+            if self._skipping:
+                if n > start:
+                    out.append(ArrayElement(bytes(buf[start:n]), None, False, "oversize", False))
+                    self._vstart = start = n
+            elif n - self._vstart > self.max_event_bytes:
+                # No end within the bound: forward what we hold, unparsed, and keep forwarding.
+                self._skipping = True
+                out.append(ArrayElement(bytes(buf[start:n]), None, False, "oversize"))
+                self._vstart = start = n
+        elif n > start:
+            # Between elements: separators go on at once, nothing complete is held.
+            out.append(_between(bytes(buf[start:n])))
+            start = i = n
         if start:
             del buf[:start]
             self._vstart -= start
@@ -131,18 +159,20 @@ class JSONArrayFramer:
         return out
 
     def finish(self) -> list[ArrayElement]:
-        """End of stream: whatever is held (an element cut off, separators) comes out as it is."""
+        """End of stream: whatever is held (an element cut off) comes out as it is."""
         rest = bytes(self._buf)
         self._buf.clear()
         self._pos = 0
-        if not rest:
-            return []
-        if self._state == _VALUE and self._primitive and not self._in_string and not self._skipping:
+        if self._state != _VALUE:
+            return [_between(rest)] if rest else []
+        self._state = _AFTER
+        if self._skipping:
+            self._skipping = False
+            return [ArrayElement(rest, None, False, "cut_off", False)]
+        if self._primitive and not self._in_string:
             # A bare number/literal ends with the stream.
-            value = (self._vstart, len(rest))
-            self._state = _AFTER
-            return [ArrayElement(rest, value)]
-        return [ArrayElement(rest, None, complete=self._state != _VALUE)]
+            return [ArrayElement(rest, (self._vstart, len(rest)))]
+        return [ArrayElement(rest, None, False, "cut_off")]
 
     def _open_value(self, buf: bytearray, j: int) -> None:
         c = buf[j]

@@ -25,24 +25,36 @@ _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
+BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte order mark: the spec's decoder ignores one at the very start of the stream."""
+
+
 @dataclass(slots=True, frozen=True)
 class SSEEvent:
-    """One event as it was on the wire.
+    """One event as it was on the wire, or one piece of it.
 
     `raw` is the exact bytes, blank-line terminator included. An event the framer could not parse
-    (over the bound, or cut off by the end of the stream) is still forwarded as it was, with
-    `complete=False`; an over-bound event may come out in several pieces.
+    is still forwarded as it was, with `complete=False` and the `reason`: `oversize` (over the
+    bound: it comes out in pieces, as it arrives) or `cut_off` (the stream ended inside it). A piece
+    with `starts_event=False` continues the event before it: the rest of an oversize event, or the
+    LF of a CRLF whose CR ended the event before (sent on at once, the LF not awaited).
     """
 
     raw: bytes
     complete: bool = True
+    reason: str | None = None
+    starts_event: bool = True
+    bom: bool = False
+    """The stream's first event, starting with a byte order mark: parsed without it, kept as it is."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(event name, data) of a complete event."""
-        return parse_fields(self.raw)
+        return parse_fields(self.raw[len(BOM) :] if self.bom else self.raw)
 
     def with_payload(self, data: str) -> bytes:
-        """The event's bytes with its data replaced; every other line kept."""
+        """The event's bytes with its data replaced; every other line (and a leading BOM) kept."""
+        if self.bom:
+            return BOM + replace_data(self.raw[len(BOM) :], data)
         return replace_data(self.raw, data)
 
 
@@ -72,9 +84,10 @@ def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
 class SSEFramer:
     """Cuts a byte stream into SSE events.
 
-    `feed(chunk)` returns the events completed by `chunk`; `finish()` returns what is left at the
-    end of the stream. Concatenating every returned `raw`, in order, gives back exactly the bytes
-    that were fed.
+    `feed(chunk)` returns the events completed by `chunk`, each as soon as its last byte is here;
+    `finish()` returns what is left at the end of the stream. Concatenating every returned `raw`,
+    in order, gives back exactly the bytes that were fed; if `feed` raises, `pending_bytes()`
+    still holds every byte fed and not returned (the buffer is extended first, trimmed last).
     """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -88,6 +101,9 @@ class SSEFramer:
         self._scan_from = 0
         # True while we forward the rest of an over-bound event unparsed, up to its end.
         self._skipping = False
+        # The last event ended with a CR at the end of what we had: an LF next is its CRLF's end.
+        self._lf_may_follow = False
+        self._at_start = True  # no event returned yet: the first may start with a BOM
 
     @property
     def pending(self) -> int:
@@ -107,6 +123,12 @@ class SSEFramer:
         start = 0
         pos = self._scan_from
         n = len(buf)
+        if self._lf_may_follow and n:
+            self._lf_may_follow = False
+            if buf[0] == 0x0A:
+                # The CR that ended the last event was half of a CRLF: its LF goes on alone.
+                events.append(SSEEvent(b"\n", complete=False, starts_event=False))
+                start = pos = 1
         while True:
             # Fast path for the common LF-only stream: two C-speed finds instead of the regex,
             # which only runs when a CR shows up before the first LF LF.
@@ -115,35 +137,44 @@ class SSEFramer:
             if cr < 0:
                 if lflf < 0:
                     break
-                end = lflf + 2
+                end = size = lflf + 2
             else:
                 m = _EVENT_END.search(buf, pos)
                 if m is None:
                     break
-                end = m.end()
-            if end == n and buf[end - 1] == 0x0D:
-                # A CR at the very end may be the first half of a CRLF whose LF comes in the
-                # next chunk: wait for it, so that framing does not depend on chunking.
-                break
+                end = size = m.end()
+                if buf[end - 1] == 0x0A and buf[end - 2] == 0x0D:
+                    size -= 1  # the LF of a final CRLF may come after the event went: not counted
             # An event over the bound is flagged even when it arrived whole, so that what gets
             # parsed does not depend on chunking.
-            complete = not self._skipping and end - start <= self.max_event_bytes
-            events.append(SSEEvent(bytes(buf[start:end]), complete))
-            self._skipping = False
+            if self._skipping:
+                events.append(SSEEvent(bytes(buf[start:end]), False, "oversize", starts_event=False))
+            elif size - start > self.max_event_bytes:
+                events.append(SSEEvent(bytes(buf[start:end]), False, "oversize"))
+            else:
+                raw = bytes(buf[start:end])
+                events.append(SSEEvent(raw, bom=self._at_start and raw.startswith(BOM)))
+            self._at_start = self._skipping = False
             start = pos = end
+        if events and start == n and buf[n - 1] == 0x0D:
+            # An event ended with a CR and nothing after it yet. It is complete (a CR ends a
+            # line), so it goes now; should an LF come next, it is the rest of a CRLF.
+            self._lf_may_follow = True
         if self._skipping:
             # Forward the over-bound event as it comes, keeping the last 3 bytes: they may be
             # the start of the terminator that ends it.
             keep_from = max(start, n - 3)
             if keep_from > start:
-                events.append(SSEEvent(bytes(buf[start:keep_from]), complete=False))
+                events.append(SSEEvent(bytes(buf[start:keep_from]), False, "oversize", starts_event=False))
                 start = keep_from
         elif n - start > self.max_event_bytes:
             # No end within the bound: forward what we hold, unparsed, and keep forwarding
             # until this event ends.
-            events.append(SSEEvent(bytes(buf[start : n - 3]), complete=False))
+            keep_from = max(start, n - 3)
+            events.append(SSEEvent(bytes(buf[start:keep_from]), False, "oversize"))
+            self._at_start = False
             self._skipping = True
-            start = n - 3
+            start = keep_from
         if start:
             del buf[:start]
         self._scan_from = max(0, len(buf) - 3)
@@ -152,20 +183,22 @@ class SSEFramer:
     def finish(self) -> list[SSEEvent]:
         """End of stream: return the held-back tail, if any.
 
-        A tail ending in a line terminator is a complete event: either its blank line never came
-        (some servers end the stream that way) or its final CR was waiting for a possible LF.
-        A tail without one is incomplete.
+        A tail ending in a line terminator is a complete event: its blank line never came (some
+        servers end the stream that way). A tail without one is cut off, as is the rest of an
+        over-bound event (an empty piece, when every byte of it has gone already).
         """
-        if not self._buf:
-            return []
         raw = bytes(self._buf)
         self._buf.clear()
         self._scan_from = 0
+        self._lf_may_follow = False
         if self._skipping:
             self._skipping = False
-            return [SSEEvent(raw, complete=False)]
-        complete = raw.endswith((b"\n", b"\r")) and len(raw) <= self.max_event_bytes
-        return [SSEEvent(raw, complete)]
+            return [SSEEvent(raw, False, "cut_off", starts_event=False)]
+        if not raw:
+            return []
+        if not raw.endswith((b"\n", b"\r")):
+            return [SSEEvent(raw, False, "cut_off")]
+        return [SSEEvent(raw, bom=self._at_start and raw.startswith(BOM))]
 
 
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
