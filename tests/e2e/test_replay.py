@@ -98,6 +98,18 @@ def test_renormalizing_a_file_is_idempotent(recordings: dict[str, Path], tmp_pat
         assert x.response.content == y.response.content == z.response.content
 
 
+def test_the_shipped_demo_capture_is_what_the_addon_writes_today(tmp_path: Path) -> None:
+    # The README's "try it offline" file: re-normalizing it changes nothing, so it is current
+    # (regenerate it with scripts/make_demo_flows.py when the record changes).
+    demo, again = ROOT / "flows" / "synthetic-founding-bug.mitm", tmp_path / "again.mitm"
+    mitmdump("--set", f"confdir={tmp_path / 'conf'}", "-nr", str(demo), "-s", ADDON, "-w", str(again))
+    a, b = read(demo), read(again)
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b, strict=True):
+        assert x.metadata == y.metadata and x.comment == y.comment
+        assert x.response and y.response and x.response.content == y.response.content
+
+
 def test_renormalizing_a_plain_capture_fixes_it(recordings: dict[str, Path], tmp_path: Path) -> None:
     fixed = tmp_path / "fixed.mitm"
     mitmdump("-nr", str(recordings["plain"]), "-s", ADDON, "-w", str(fixed))
