@@ -12,7 +12,7 @@ from mitmproxy import exceptions, http
 from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
-from usagefix.addon import UsageFix
+from usagefix.addon import UsageFix, _Stream
 from usagefix.record import rebuild_upstream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
@@ -533,3 +533,31 @@ async def test_a_later_schema_with_more_keys_is_still_read() -> None:
         await tctx.cycle(addon, f)
         assert f.metadata["usagefix"]["status"] == "rewritten"  # rebuilt from the upstream's original
         assert f.response is not None and f.response.content == FIXED_SSE
+
+
+async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory_stays_bounded() -> None:
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, usage_max_saved_body_bytes=len(FIXED_SSE) - 1)
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        out = run_stream(addon, f, [FOUNDING_SSE[:100], FOUNDING_SSE[100:]])
+        assert out == FIXED_SSE  # the client's stream is the same: only what is saved changes
+        assert f.response is not None and f.response.raw_content is None
+        assert isinstance(f.response.stream, _Stream) and not f.response.stream.sent
+        saved = roundtrip(f)
+        rec = saved.metadata["usagefix"]
+        assert rec["status"] == "rewritten" and rec["body_saved"] is False
+        assert f"body_not_saved:{len(FIXED_SSE)}" in rec["anomalies"]
+        # Re-normalizing the saved flow leaves it, and its record, as they are.
+        saved.live = False
+        state = saved.get_state()
+        await tctx.cycle(addon, saved)
+        assert saved.get_state() == state
+
+        # Within the bound the body is kept, and released from the stream once saved.
+        tctx.configure(addon, usage_max_saved_body_bytes=len(FIXED_SSE))
+        g = llm_flow(FOUNDING_SSE, "text/event-stream")
+        assert run_stream(addon, g, [FOUNDING_SSE]) == FIXED_SSE
+        assert g.response is not None and g.response.raw_content == FIXED_SSE
+        assert isinstance(g.response.stream, _Stream) and not g.response.stream.sent
+        assert g.metadata["usagefix"]["body_saved"] is True

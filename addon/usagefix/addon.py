@@ -21,7 +21,14 @@ from mitmproxy.addonmanager import Loader
 from usagefix.decoding import DecodeError, Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
-from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
+from usagefix.options import (
+    DEFAULT_MAX_SAVED_BODY_BYTES,
+    OPTIONS,
+    OptionError,
+    SetStrings,
+    check_deferred,
+    check_value,
+)
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import (
     METADATA_KEY,
@@ -93,8 +100,11 @@ class _Stream:
     rewriter: StreamRewriter
     decoder: Decoder | None = None
     content_encoding: str | None = None
+    max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
     sent: bytearray = field(default_factory=bytearray)
-    """Everything the client was sent, for the saved flow."""
+    """Everything the client was sent, for the saved flow, up to `max_saved` bytes."""
+    too_large: int = 0
+    """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
     recorded: bool = False
     """Set once the response is recorded: a later `error` (the client hanging up after the end)
     must not turn a complete response into a cut-off one."""
@@ -110,8 +120,21 @@ class _Stream:
         # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
         out = [p for p in out if p]
         for piece in out:
-            self.sent += piece
+            if self.too_large:
+                self.too_large += len(piece)
+            elif len(self.sent) + len(piece) > self.max_saved:
+                self.too_large = len(self.sent) + len(piece)
+                self.sent = bytearray()  # memory stays bounded: the saved flow goes without it
+            else:
+                self.sent += piece
         return out
+
+    def take_body(self) -> bytes | None:
+        """The body for the saved flow, released from here; None ("content missing", as mitmproxy
+        saves a streamed body) when it outgrew the bound."""
+        body = None if self.too_large else bytes(self.sent)
+        self.sent = bytearray()
+        return body
 
     def _process(self, chunk: bytes) -> list[bytes]:
         data = chunk
@@ -206,6 +229,7 @@ class UsageFix:
 
     def __init__(self) -> None:
         self.max_event_bytes = DEFAULT_MAX_EVENT_BYTES
+        self.max_saved_body_bytes = DEFAULT_MAX_SAVED_BODY_BYTES
         self.redact_secrets = True
         self.request_stream_usage = False
         self.profiles = ProfileSet()
@@ -239,6 +263,8 @@ class UsageFix:
             _refuse([str(e)])
         if "usage_max_event_bytes" in ours:
             self.max_event_bytes = ctx.options.usage_max_event_bytes
+        if "usage_max_saved_body_bytes" in ours:
+            self.max_saved_body_bytes = ctx.options.usage_max_saved_body_bytes
         if "usage_redact_secrets" in ours:
             self.redact_secrets = ctx.options.usage_redact_secrets
         if "usage_request_stream_usage" in ours:
@@ -318,7 +344,7 @@ class UsageFix:
             rewriter = StreamRewriter(
                 state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
             )
-            stream = _Stream(rewriter, decoder, encoding if decoder else None)
+            stream = _Stream(rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes)
             if decoder is not None:
                 del resp.headers["content-encoding"]
             # The size changes when usage is rewritten: the client must not rely on content-length.
@@ -343,8 +369,8 @@ class UsageFix:
             stream = resp.stream
             if isinstance(stream, _Stream):
                 stream.recorded = True
-                resp.raw_content = bytes(stream.sent)
-                self._record(flow, self._build(stream.rewriter, stream.content_encoding))
+                resp.raw_content = stream.take_body()
+                self._record(flow, self._build(stream, stream.content_encoding))
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
                 # upstream's original anew (idempotent on a file written with the addon).
@@ -368,15 +394,15 @@ class UsageFix:
             return
         stream = resp.stream
         stream.recorded = True
-        resp.raw_content = bytes(stream.sent)
+        resp.raw_content = stream.take_body()
         rw = stream.rewriter
         if rw.ended:
             # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
             # often before the upstream's end of body): a complete response, not a cut-off one.
-            self._record(flow, self._build(rw, stream.content_encoding))
+            self._record(flow, self._build(stream, stream.content_encoding))
             return
         msg = flow.error.msg if flow.error else "stream interrupted"
-        self._record(flow, self._build(rw, stream.content_encoding, cut_off=msg))
+        self._record(flow, self._build(stream, stream.content_encoding, cut_off=msg))
 
     def done(self) -> None:
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
@@ -384,14 +410,21 @@ class UsageFix:
             for flow in list(self._in_flight):
                 redact(flow)
 
-    def _build(self, rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
-        return build_record(
+    def _build(
+        self, source: StreamRewriter | _Stream, encoding: str | None, cut_off: str | None = None
+    ) -> UsageRecord:
+        rw = source.rewriter if isinstance(source, _Stream) else source
+        record = build_record(
             rw.outcome,
             cut_off=cut_off,
             content_encoding=encoding,
             held_back=rw.pending_bytes() if cut_off else b"",
             stream_usage_added=rw.ctx.strip_usage_chunk,
         )
+        if isinstance(source, _Stream) and source.too_large:
+            anomalies = [*record.anomalies, f"body_not_saved:{source.too_large}"]
+            record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
+        return record
 
     def _rewrite_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
         """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
@@ -416,6 +449,8 @@ class UsageFix:
                     _where(flow),
                     e,
                 )
+        if prior is not None and not prior.body_saved:
+            return  # saved without its body (it outgrew the bound): nothing to normalize anew
         if prior is not None:
             try:
                 body = rebuild_upstream(body, prior)

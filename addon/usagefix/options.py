@@ -20,6 +20,7 @@ from typing import Literal
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
+    "DEFAULT_MAX_SAVED_BODY_BYTES",
     "MIN_EVENT_BYTES",
     "OPTIONS",
     "PREFIX",
@@ -35,6 +36,10 @@ PREFIX = "usage_"
 
 # Below this an event bound would cut ordinary usage events in two.
 MIN_EVENT_BYTES = 4096
+
+# A streamed body is kept whole for the saved flow (mitmweb shows it, `-nr` re-normalizes it) up to
+# this size: LLM streams are a few MB at most; one past it is saved without its body.
+DEFAULT_MAX_SAVED_BODY_BYTES = 64 * 1024 * 1024
 
 Kind = Literal["bool", "int", "path"]
 Value = bool | int | str | None
@@ -77,6 +82,15 @@ OPTIONS: dict[str, Option] = {
             None,
             "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
             "the path of a TOML file, or empty for none",
+        ),
+        Option(
+            "usage_max_saved_body_bytes",
+            "int",
+            DEFAULT_MAX_SAVED_BODY_BYTES,
+            "The largest streamed body (in bytes, as the client received it) kept for the saved flow; "
+            "a larger one is saved without its body (its record is kept), so memory stays bounded.",
+            "bytes, 0 or more",
+            minimum=0,
         ),
         Option(
             "usage_request_stream_usage",

@@ -91,6 +91,10 @@ class UsageRecord(_Strict):
     held_back: str | None = None
     """The unfinished event the upstream had begun when the stream was cut off: never forwarded.
     (Exact unless the cut fell inside a multi-byte character.)"""
+    body_saved: bool = True
+    """False when the stream the client received outgrew `usage_max_saved_body_bytes`: the flow is
+    saved without its body (the record still holds every change), and re-normalizing leaves it
+    as it is."""
 
 
 def _status(out: Rewrite) -> Status:
@@ -208,6 +212,7 @@ class PriorRecord(_Lenient):
     stream_usage_added: bool = False
     error: str | None = None
     content_encoding: str | None = None
+    body_saved: bool = True
 
 
 def read_prior(saved: object) -> PriorRecord:
