@@ -1,0 +1,32 @@
+"""The README names the test behind each safety claim: every test it names exists."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# `tests/x.py`, `tests/x.py::test_name`, or `::test_name` (in the file named last before it).
+REF = re.compile(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`")
+
+
+def named_tests() -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    last: str | None = None
+    for m in REF.finditer(README):
+        path, name = m.group(1), m.group(2)
+        if path is None and name is None:
+            continue
+        last = path or last
+        assert last is not None, f"`::{name}` names no file before it"
+        out.append((last, name))
+    return out
+
+
+def test_every_test_the_readme_names_exists() -> None:
+    refs = named_tests()
+    assert len(refs) >= 20
+    for path, name in refs:
+        source = ROOT / path
+        assert source.exists(), path
+        if name is not None:
+            assert re.search(rf"^(async )?def {name}\(", source.read_text(), re.M), f"{path}::{name}"
