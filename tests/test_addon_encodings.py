@@ -17,6 +17,7 @@ from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
 import usagefix.addon
+from test_addon import arm
 from usagefix.addon import UsageFix
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
@@ -45,12 +46,6 @@ def sse_flow(encoding: str | None, wire: bytes) -> http.HTTPFlow:
     f = tflow.tflow(req=req)
     f.response = tutils.tresp(headers=hdrs, content=b"")
     return f
-
-
-def arm(addon: UsageFix, f: http.HTTPFlow) -> None:
-    addon.requestheaders(f)
-    addon.request(f)
-    addon.responseheaders(f)
 
 
 def through(addon: UsageFix, f: http.HTTPFlow, chunks: list[bytes]) -> bytes:
