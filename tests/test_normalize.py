@@ -794,6 +794,61 @@ def test_both_cache_write_names_become_one() -> None:
     assert [r.rule for r in rec.rules] == ["rename"]
 
 
+# What a repaired (or clamped) block's details say: usage in → usage out, and the rules recorded.
+DETAILS_ON_THE_WIRE: dict[str, tuple[dict[str, Any], dict[str, Any], list[str]]] = {
+    "a negative cached_tokens is clamped (I4), not taken for an alias of the cache reads": (
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "prompt_tokens_details": {"cached_tokens": -5},
+        },
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+        ["I4"],
+    ),
+    "a top-level cache read that fits the prompt is not copied into the details": (
+        {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 100, "cache_read_input_tokens": 60},
+        {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110, "cache_read_input_tokens": 60},
+        ["I3"],
+    ),
+    "R2 with zero details beside LiteLLM's top-level counts (#11364): the details get the counts": (
+        {
+            "prompt_tokens": 30946,
+            "completion_tokens": 89,
+            "total_tokens": 31035,
+            "cache_read_input_tokens": 30940,
+            "cache_creation_input_tokens": 460,
+            "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        },
+        {
+            "prompt_tokens": 31406,
+            "completion_tokens": 89,
+            "total_tokens": 31495,
+            "cache_read_input_tokens": 30940,
+            "cache_creation_input_tokens": 460,
+            "prompt_tokens_details": {"cached_tokens": 30940, "cache_write_tokens": 460},
+        },
+        ["R2", "I3", "alias"],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected", "rules"), DETAILS_ON_THE_WIRE.values(), ids=DETAILS_ON_THE_WIRE.keys()
+)
+def test_the_details_of_a_rewritten_block_say_what_the_rules_found(
+    usage: dict[str, Any], expected: dict[str, Any], rules: list[str]
+) -> None:
+    out, rec = body_of("openai_chat", json.dumps({"model": "m", "usage": usage}).encode())
+    assert usage_out(out) == expected
+    assert [r.rule for r in rec.rules] == rules and rec.status == "rewritten"
+
+
 def test_bedrock_headers_that_are_not_counts_are_flagged_not_read() -> None:
     headers = (("x-amzn-bedrock-input-token-count", "many"), ("x-amzn-bedrock-output-token-count", "36"))
     _, rec = body_of("bedrock", b'{"generation":"x"}', Context(response_headers=headers))

@@ -78,10 +78,9 @@ class Reader:
         return v
 
     @staticmethod
-    def block(parent: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
-        """A nested object (`prompt_tokens_details`, …), or None when absent or null."""
-        if parent is None:
-            return None
+    def block(parent: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+        """A nested object (`prompt_tokens_details`, …) of a usage block, or None when absent or
+        null. (Details sit one level down, so the parent is always the usage block itself.)"""
         v = parent.get(key)
         if v is None:
             return None

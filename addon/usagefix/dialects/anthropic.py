@@ -56,12 +56,10 @@ def _clamped(usage: Mapping[str, Any], reader: Reader) -> dict[str, Any] | None:
     return _clamp(usage) if reader.fired else None
 
 
-def _split_adds_up(usage: Mapping[str, Any]) -> bool:
-    split = usage.get("cache_creation")
-    if not isinstance(split, Mapping):
-        return False
+def _split_adds_up(split: Mapping[str, Any], cache_write: object) -> bool:
+    """Whether a TTL split (`cache_creation`) sums to the cache-write count it splits."""
     parts = [split.get(k) for k in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")]
-    return sum(v for v in parts if isinstance(v, int)) == usage.get("cache_creation_input_tokens")
+    return sum(v for v in parts if isinstance(v, int)) == cache_write
 
 
 class Anthropic:
@@ -156,8 +154,14 @@ class _MessagesStream:
             # The full snapshot first, in Anthropic's order, then the delta's other keys. Only
             # counts someone reported: what message_start did not say stays unsaid.
             full = {k: self.snapshot[k] for k in HEADLINES if self.snapshot.get(k) is not None}
+            # A split in the snapshot is an object: read_report rejects any other before a
+            # block is merged (UsageShapeError).
             split = self.snapshot.get("cache_creation")
-            if split is not None and usage.get("cache_creation") is None and _split_adds_up(self.snapshot):
+            if (
+                split is not None
+                and usage.get("cache_creation") is None
+                and _split_adds_up(split, self.snapshot.get("cache_creation_input_tokens"))
+            ):
                 full["cache_creation"] = split
             emitted = {**full, **{k: v for k, v in clamped.items() if k not in full}}
             reason = (

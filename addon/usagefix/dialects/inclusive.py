@@ -175,8 +175,8 @@ def _explain_emit(
     if any(k in pd for k in CACHE_WRITE_ALIASES):
         out.append(Fired("rename", f"cache writes belong in {pd_name}.cache_write_tokens"))
     if sources.cache_read == "prompt_cache_hit_tokens" and pd.get("cached_tokens") is None:
-        if new_pd.get("cached_tokens") is not None:
-            out.append(Fired("R6", f"DeepSeek's prompt_cache_hit_tokens copied to {pd_name}.cached_tokens"))
+        # `_adds` named the key, so `emit` wrote the hit count there.
+        out.append(Fired("R6", f"DeepSeek's prompt_cache_hit_tokens copied to {pd_name}.cached_tokens"))
     elif pd.get("cached_tokens") is not None and new_pd.get("cached_tokens") != pd.get("cached_tokens"):
         if sources.cache_read != "cached_tokens":
             out.append(
