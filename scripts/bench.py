@@ -6,8 +6,9 @@ For each stream we take the mitmdump process's CPU time (user + system, from /pr
 client's wall time, and report medians and the ratio addon / bare.
 
 The upstream sends an OpenAI Chat stream of N events (about 250 bytes each; the last carries the
-founding bug's usage, so the addon really rewrites it), each event written as two chunks, as
-token-by-token servers do.
+founding bug's usage, so the addon really rewrites it), in two shapes, each measured on its own:
+`halves` writes each event as two chunks, as token-by-token servers do; `irregular` cuts the
+whole body into pieces of 1 byte to 4 KiB (seeded), as TCP and gateways deliver it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -70,9 +72,20 @@ def make_events(n: int) -> list[bytes]:
     return events
 
 
+def irregular(body: bytes, seed: int = 7) -> list[bytes]:
+    """`body` cut into pieces of 1 byte to 4 KiB, mostly small, the same every run."""
+    rng = random.Random(seed)
+    pieces, i = [], 0
+    while i < len(body):
+        n = min(len(body) - i, int(rng.choice((1, 7, 64, 300, 1500, 4096)) * rng.random()) + 1)
+        pieces.append(body[i : i + n])
+        i += n
+    return pieces
+
+
 class Upstream(ThreadingHTTPServer):
     daemon_threads = True
-    events: list[bytes] = []
+    chunks: list[bytes] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -89,11 +102,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         w = self.wfile
-        for ev in self.server.events:
-            half = len(ev) // 2
-            for part in (ev[:half], ev[half:]):
-                w.write(b"%x\r\n%s\r\n" % (len(part), part))
-                w.flush()
+        for part in self.server.chunks:
+            w.write(b"%x\r\n%s\r\n" % (len(part), part))
+            w.flush()
         w.write(b"0\r\n\r\n")
         w.flush()
 
@@ -136,12 +147,19 @@ def one_stream(client: httpx.Client, port: int, pid: int) -> tuple[float, float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=4000)
-    ap.add_argument("--rounds", type=int, default=15, help="streams through each proxy")
+    ap.add_argument("--rounds", type=int, default=15, help="streams through each proxy, per shape")
+    ap.add_argument("--shape", choices=("halves", "irregular", "both"), default="both")
     a = ap.parse_args()
 
     up = Upstream(("127.0.0.1", 0), Handler)
-    up.events = make_events(a.events)
-    size = sum(map(len, up.events))
+    events = make_events(a.events)
+    size = sum(map(len, events))
+    shapes = {
+        "halves": [part for ev in events for part in (ev[: len(ev) // 2], ev[len(ev) // 2 :])],
+        "irregular": irregular(b"".join(events)),
+    }
+    if a.shape != "both":
+        shapes = {a.shape: shapes[a.shape]}
     threading.Thread(target=up.serve_forever, daemon=True).start()
     target = f"reverse:http://127.0.0.1:{up.server_address[1]}"
 
@@ -154,34 +172,41 @@ def main() -> None:
                 ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py")], tmp, "addon"
             ),
         }
-        results: dict[str, list[tuple[float, float]]] = {"bare": [], "addon": []}
+        results: dict[str, dict[str, list[tuple[float, float]]]] = {}
         try:
             with httpx.Client(timeout=60) as client:
-                for name, (proc, port) in procs.items():  # warm-up, and a check that both work
-                    _, _, body = one_stream(client, port, proc.pid)
-                    fixed = b'"prompt_tokens": 107208' in body
-                    assert len(body) >= size and fixed == (name == "addon"), (
-                        f"{name} returned an unexpected body"
-                    )
-                for _ in range(a.rounds):
-                    for name, (proc, port) in procs.items():
-                        cpu, wall, _ = one_stream(client, port, proc.pid)
-                        results[name].append((cpu, wall))
+                for shape, chunks in shapes.items():
+                    up.chunks = chunks
+                    results[shape] = {"bare": [], "addon": []}
+                    for name, (proc, port) in procs.items():  # warm-up, and a check that both work
+                        _, _, body = one_stream(client, port, proc.pid)
+                        fixed = b'"prompt_tokens": 107208' in body
+                        assert len(body) >= size and fixed == (name == "addon"), (
+                            f"{name} returned an unexpected body"
+                        )
+                    for _ in range(a.rounds):
+                        for name, (proc, port) in procs.items():
+                            cpu, wall, _ = one_stream(client, port, proc.pid)
+                            results[shape][name].append((cpu, wall))
         finally:
             for proc, _ in procs.values():
                 proc.terminate()
                 proc.wait(timeout=10)
         up.shutdown()
 
-    def med(name: str, i: int) -> float:
-        return statistics.median(r[i] for r in results[name])
-
     print(f"{a.events} events, {size / 1e6:.2f} MB per stream, {a.rounds} streams through each, alternating")
-    print(f"{'':8}{'mitmdump CPU/stream':>22}{'client wall/stream':>22}")
-    for name in ("bare", "addon"):
-        print(f"{name:8}{med(name, 0) * 1000:>19.0f} ms{med(name, 1) * 1000:>19.0f} ms")
-    print(f"{'ratio':8}{med('addon', 0) / med('bare', 0):>22.2f}{med('addon', 1) / med('bare', 1):>22.2f}")
-    print("(addon / bare; CPU from /proc utime+stime, medians)")
+    for shape, res in results.items():
+
+        def med(name: str, i: int, res: dict[str, list[tuple[float, float]]] = res) -> float:
+            return statistics.median(r[i] for r in res[name])
+
+        print(f"\n{shape} ({len(shapes[shape])} upstream chunks)")
+        print(f"{'':8}{'mitmdump CPU/stream':>22}{'client wall/stream':>22}")
+        for name in ("bare", "addon"):
+            print(f"{name:8}{med(name, 0) * 1000:>19.0f} ms{med(name, 1) * 1000:>19.0f} ms")
+        cpu, wall = med("addon", 0) / med("bare", 0), med("addon", 1) / med("bare", 1)
+        print(f"{'ratio':8}{cpu:>22.2f}{wall:>22.2f}")
+    print("\n(addon / bare; CPU from /proc utime+stime, medians)")
 
 
 if __name__ == "__main__":
