@@ -89,6 +89,16 @@ def test_over_bound_element_passes_through_unparsed() -> None:
         assert [x[1] for x in events_of(out)] == [(), ("oversize",), ()]
 
 
+def test_a_stream_cut_inside_an_over_bound_element_ends_with_the_rest_of_it_cut_off() -> None:
+    stream = b'[{"a": 1},{"x": "' + b"y" * 200
+    for chunks in ([stream], bytewise(stream), [stream[:80], stream[80:]]):
+        out = frame(chunks, bound=64)
+        assert b"".join(e.raw for e in out) == stream and values(out) == ['{"a": 1}']
+        *_, last = out
+        assert (last.complete, last.reason, last.starts_event) == (False, "cut_off", False)
+        assert [x[1] for x in events_of(out)] == [(), ("oversize", "cut_off")]
+
+
 def test_an_empty_chunk_gives_nothing_wherever_it_comes() -> None:
     # Not even an empty piece while an over-bound element is forwarded: to an HTTP/1.1 client an
     # empty chunk would end the body.

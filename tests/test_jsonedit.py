@@ -135,3 +135,16 @@ def test_a_path_that_is_not_there_finds_nothing(text: str, path: list[str | int]
 def test_text_that_is_not_json_along_the_path_is_an_error(text: str, path: list[str | int], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         find_span(text, path)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_changed_value_in_pretty_printed_text_is_written_pretty_at_its_indent(newline: str) -> None:
+    text = '{\n  "u": {\n    "d": {\n      "c": 3\n    },\n    "n": 1\n  }\n}'.replace("\n", newline)
+    expected = '{\n  "u": {\n    "d": [\n      1,\n      2\n    ],\n    "n": 1\n  }\n}'.replace("\n", newline)
+    assert replace_at(text, ["u", "d"], [1, 2]) == expected
+    # An indent step of 4 is kept as well; a value with no indented line after a newline gets 2.
+    four = json.dumps({"u": {"d": {"c": 3}}}, indent=4)
+    assert replace_at(four, ["u", "d"], [1]) == four.replace(
+        '{\n            "c": 3\n        }', "[\n            1\n        ]"
+    )
+    assert replace_at('{"d": {"c": 3\n\r}}', ["d"], [1]) == '{"d": [\n  1\n]}'

@@ -624,3 +624,13 @@ def test_a_failing_body_rewrite_leaves_the_body_as_it_was(caplog: pytest.LogCapt
     assert rec.status == "passthrough_error" and rec.error == "ZeroDivisionError: planted"
     assert rec.changes == [] and rec.usage_after is None
     assert "POST https://llm.example/v1/chat/completions" in caplog.text and "planted" in caplog.text
+
+
+def test_an_event_that_mentions_usage_outside_its_data_passes_untouched() -> None:
+    body = b': {"usage": {"prompt_tokens": 1}}\n\n' + FOUNDING
+    for chunks in ([body], bytewise(body)):
+        rw = StreamRewriter(CHAT)
+        assert run(rw, chunks) == body[: body.index(b"data:")] + FIXED
+        rec = record(rw)
+        assert rec["status"] == "rewritten" and rec["events"] == len(EVENTS) + 1
+        assert rebuild_upstream(body[: body.index(b"data:")] + FIXED, rec) == body

@@ -100,6 +100,19 @@ def test_over_bound_event_passes_through_unparsed() -> None:
             assert f.pending <= 40 + len(c)
 
 
+def test_a_stream_cut_inside_an_over_bound_event_ends_with_the_rest_of_it_cut_off() -> None:
+    stream = b"data: a\n\ndata: " + b"x" * 100
+    for chunks in ([stream], bytewise(stream), [stream[:50], stream[50:]]):
+        events = frame(chunks, 40)
+        assert b"".join(e.raw for e in events) == stream
+        *_, last = events
+        assert (last.complete, last.reason, last.starts_event) == (False, "cut_off", False)
+        assert [(m.complete, m.reasons) for m in merge_pieces(events)] == [
+            (True, ()),
+            (False, ("oversize", "cut_off")),
+        ]
+
+
 def test_a_leading_bom_is_ignored_when_parsing_and_kept_on_the_wire() -> None:
     # WHATWG: one U+FEFF at the very start of the stream is ignored.
     stream = BOM + b'data: {"a":1}\n\ndata: b\n\n'
