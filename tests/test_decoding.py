@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chunking import bytewise, chunkings
+from chunking import bytewise, chunkings, cut
 from usagefix import decoding
 from usagefix.decoding import DecodeError, Decoder, make_decoder
 
@@ -289,3 +289,64 @@ def test_any_chunking_with_trailing_bytes_loses_none(data: st.DataObject, name: 
     chunks = data.draw(chunkings(comp + GARBAGE))
     out, e, unfed = decode_until_error(decoder(encoding), chunks)
     assert (out + e.decoded, e.tail + unfed) == (BODY, GARBAGE)
+
+
+def test_zstandard_is_used_when_neither_the_stdlib_nor_the_backport_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mitmproxy 12.2 ships zstandard alone: its decompressobj() is one frame's decoder, as the
+    # stdlib's ZstdDecompressor is (stood in for by it here, where zstandard may not be installed).
+    real = _zstd_module()
+    if real is None:
+        pytest.skip("no zstd decoder to stand in for zstandard")
+    made: list[object] = []
+
+    class ZstdDecompressor:
+        def decompressobj(self) -> Any:
+            made.append(self)
+            return real.ZstdDecompressor()
+
+    fake = type(importlib)("zstandard")
+    fake.ZstdDecompressor = ZstdDecompressor  # type: ignore[attr-defined]
+    import_module = importlib.import_module
+
+    def only_zstandard(name: str, package: str | None = None) -> Any:
+        if name == "zstandard":
+            return fake
+        if name in ("compression.zstd", "backports.zstd"):
+            raise ImportError(name)
+        return import_module(name, package)
+
+    monkeypatch.setattr(decoding.importlib, "import_module", only_zstandard)
+    comp = MEMBERS["zstd-frames"][1]
+    assert decode_all(decoder("zstd"), [comp]) == BODY
+    assert len(made) == 2  # one decompressobj for each frame
+    out, e, unfed = decode_until_error(decoder("zstd"), [comp, GARBAGE])
+    assert (out + e.decoded, e.tail + unfed) == (BODY, GARBAGE)
+
+
+def _gzip_with_comment(size: int) -> tuple[bytes, bytes]:
+    """A gzip member's header with a `size`-byte comment (FCOMMENT, RFC 1952), and its body."""
+    head = b"\x1f\x8b\x08\x10" + b"\x00" * 4 + b"\x00\xff" + b"c" * size + b"\x00"
+    return head, gzip.compress(BODY)[10:]
+
+
+def test_bytes_that_decode_to_nothing_are_handed_back_on_an_error() -> None:
+    head, _ = _gzip_with_comment(1000)
+    chunks = cut(head, range(0, len(head), 100))
+    out, e, unfed = decode_until_error(decoder("gzip"), [*chunks, b"\xff\xff"])  # an invalid block
+    assert (out, e.decoded, e.tail, unfed) == (b"", b"", head + b"\xff\xff", b"")
+
+
+def test_past_the_keep_bound_an_error_hands_back_the_failing_chunk_alone() -> None:
+    # The documented bound on memory: raw bytes that decoded to nothing are kept up to 64 KiB.
+    head, _ = _gzip_with_comment(decoding._KEEP_UNPRODUCTIVE + 5000)
+    chunks = cut(head, range(0, len(head), 1024))
+    out, e, unfed = decode_until_error(decoder("gzip"), [*chunks, b"\xff\xff"])
+    assert (out, e.decoded, e.tail, unfed) == (b"", b"", b"\xff\xff", b"")
+
+
+def test_a_long_header_that_decodes_to_nothing_yet_is_no_error() -> None:
+    head, body = _gzip_with_comment(decoding._KEEP_UNPRODUCTIVE + 5000)
+    chunks = cut(head + body, range(0, len(head) + len(body), 1024))
+    assert decode_all(decoder("gzip"), chunks) == BODY

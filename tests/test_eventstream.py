@@ -5,6 +5,7 @@ import json
 import struct
 import zlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -87,6 +88,28 @@ def test_a_frame_whose_headers_do_not_decode_is_flagged_as_such() -> None:
     bad = encode_frame(b"\x01a\x63", b"{}")  # header type 0x63 does not exist
     out = frames([bad])
     assert [(f.complete, f.reason) for f in out] == [(False, "bad_headers")]
+
+
+@pytest.mark.parametrize(
+    ("block", "why"),
+    [
+        pytest.param(b"\x01a\x04\x00\x00", "truncated header value", id="int32 cut short"),
+        pytest.param(b"\x01a\x07\x00\x05ab", "truncated header value", id="string cut short"),
+        pytest.param(b"\x01a\x06\x00\x05ab", "truncated header value", id="bytes cut short"),
+        pytest.param(b"\x01a\x07\x00", "malformed headers", id="length cut short"),
+        pytest.param(b"\x01a", "malformed headers", id="no type"),
+        pytest.param(b"\x05ab", "malformed headers", id="name cut short"),
+        pytest.param(b"\x01\xff\x00", "malformed headers", id="name not UTF-8"),
+        pytest.param(b"\x01a\x07\x00\x01\xff", "malformed headers", id="string not UTF-8"),
+        pytest.param(b"\x01a\x63", "unknown header type 99", id="unknown type"),
+    ],
+)
+def test_a_malformed_header_block_is_an_error_and_its_frame_flagged(block: bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_headers(block)
+    stream = event("messageStart", {}) + encode_frame(block, b"{}") + event("messageStop", {})
+    whole = check_three_ways(EventStreamFramer, stream, b"\x00\x00\x00")
+    assert [(f.complete, f.reason) for f in whole] == [(True, None), (False, "bad_headers"), (True, None)]
 
 
 def test_a_broken_prelude_passes_the_rest_through() -> None:

@@ -89,6 +89,35 @@ def test_over_bound_element_passes_through_unparsed() -> None:
         assert [x[1] for x in events_of(out)] == [(), ("oversize",), ()]
 
 
+def test_a_stream_cut_inside_an_over_bound_element_ends_with_the_rest_of_it_cut_off() -> None:
+    stream = b'[{"a": 1},{"x": "' + b"y" * 200
+    for chunks in ([stream], bytewise(stream), [stream[:80], stream[80:]]):
+        out = frame(chunks, bound=64)
+        assert b"".join(e.raw for e in out) == stream and values(out) == ['{"a": 1}']
+        *_, last = out
+        assert (last.complete, last.reason, last.starts_event) == (False, "cut_off", False)
+        assert [x[1] for x in events_of(out)] == [(), ("oversize", "cut_off")]
+
+
+def test_an_empty_chunk_gives_nothing_wherever_it_comes() -> None:
+    # Not even an empty piece while an over-bound element is forwarded: to an HTTP/1.1 client an
+    # empty chunk would end the body.
+    big = b'{"x": "' + b"y" * 200 + b'"}'
+    stream = b'[{"a": 1},' + big + b',{"b": 2}]'
+    expected = events_of(frame([stream], bound=64))
+    for i in range(len(stream) + 1):
+        f = JSONArrayFramer(64)
+        out = f.feed(stream[:i])
+        assert f.feed(b"") == []
+        out += f.feed(stream[i:]) + f.finish()
+        assert b"".join(e.raw for e in out) == stream and events_of(out) == expected
+
+
+def test_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        JSONArrayFramer(0)
+
+
 def test_an_element_at_the_bound_is_parsed_however_it_is_chunked() -> None:
     # The separators before an element do not count against the bound: only the element.
     element = b'{"x": "' + b"y" * 50 + b'"}'

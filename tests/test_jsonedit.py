@@ -11,9 +11,19 @@ from hypothesis import strategies as st
 
 from usagefix.jsonedit import find_span, replace_at
 
-leaves = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.sampled_from([0.00001, 1.5, 1e21])
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.sampled_from([0.00001, 1.5, 1e21])
+    | st.text(max_size=3)
+)
 keys = st.sampled_from(["prompt_tokens", "cached_tokens", "cost", "é", 'a"b', "x"])
-values = st.recursive(leaves, lambda inner: st.dictionaries(keys, inner, max_size=4), max_leaves=12)
+values = st.recursive(
+    leaves,
+    lambda inner: st.dictionaries(keys, inner, max_size=4) | st.lists(inner, max_size=3),
+    max_leaves=12,
+)
 objects = st.dictionaries(keys, values, max_size=5)
 
 
@@ -33,7 +43,9 @@ def test_replacing_gives_the_new_value_and_keeps_the_rest(
     text = styles({"before": "caf\\u00e9", "usage": old, "after": [1.0, 0.00001]})[style]
     out = replace_at(text, ["usage"], new)
     parsed = json.loads(out)
-    assert parsed["usage"] == new and list(parsed["usage"]) == list(new)
+    assert parsed["usage"] == new
+    if old != new:  # an equal object keeps its text, in its own key order
+        assert list(parsed["usage"]) == list(new)
     start, end = find_span(text, ["usage"]) or (0, 0)
     assert out[:start] == text[:start]  # nothing before the value is touched
     assert out.endswith(text[end:])  # nor after it
@@ -78,3 +90,61 @@ def test_duplicate_keys_are_rewritten_whole_the_last_one_winning() -> None:
     text = '{"u": {"a": 1, "a": 2}}'
     assert find_span(text, ["u", "a"]) == (text.rindex("2"), text.rindex("2") + 1)
     assert json.loads(replace_at(text, ["u"], {"a": 3})) == {"u": {"a": 3}}
+
+
+def test_an_equal_value_keeps_its_text_and_an_unequal_one_is_written() -> None:
+    text = '{"u": {"s": "x", "l": [1, 2.0], "b": true}}'
+    assert replace_at(text, ["u"], {"b": True, "l": [1, 2], "s": "x"}) == text  # key order is no change
+    assert replace_at(text, ["u", "l"], [1, 2, 3]) == text.replace("[1, 2.0]", "[1, 2, 3]")
+    assert replace_at(text, ["u", "s"], "y") == text.replace('"x"', '"y"')
+    # JSON's true is not 1, nor is 1 a string: each is a change, written as JSON writes it.
+    assert replace_at(text, ["u", "b"], 1) == text.replace("true", "1")
+    assert replace_at(text, ["u", "l", 0], "1") == text.replace("[1,", '["1",')
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("{}", ["a"]),
+        (" { } ", ["a"]),
+        ("[]", [0]),
+        ("[ ]", [0]),
+        ('{"a": 1}', [0]),
+        ("[1]", ["a"]),
+        ('{"a": {}}', ["a", "b"]),
+        ('{"a": [1]}', ["a", -1]),
+    ],
+)
+def test_a_path_that_is_not_there_finds_nothing(text: str, path: list[str | int]) -> None:
+    assert find_span(text, path) is None
+    with pytest.raises(KeyError):
+        replace_at(text, path, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "why"),
+    [
+        ('{"a" 1}', ["a"], "expected ':'"),
+        ('{"a": 1 "b": 2}', ["b"], "expected ','"),
+        ('{"a": 1,}', ["a"], "Expecting value"),
+        ("[1 2]", [1], "expected ',' or ']'"),
+        ("[1,", [0], "Expecting value"),
+        ('{"a": [1 2]}', ["a", 1], "Expecting ',' delimiter"),
+    ],
+)
+def test_text_that_is_not_json_along_the_path_is_an_error(text: str, path: list[str | int], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        find_span(text, path)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_changed_value_in_pretty_printed_text_is_written_pretty_at_its_indent(newline: str) -> None:
+    text = '{\n  "u": {\n    "d": {\n      "c": 3\n    },\n    "n": 1\n  }\n}'.replace("\n", newline)
+    expected = '{\n  "u": {\n    "d": [\n      1,\n      2\n    ],\n    "n": 1\n  }\n}'.replace("\n", newline)
+    assert replace_at(text, ["u", "d"], [1, 2]) == expected
+    # An indent step of 4 is kept as well; a value with no indented line after a newline gets 2.
+    four = json.dumps({"u": {"d": {"c": 3}}}, indent=4)
+    assert replace_at(four, ["u", "d"], [1]) == four.replace(
+        '{\n            "c": 3\n        }', "[\n            1\n        ]"
+    )
+    assert replace_at('{"d": {"c": 3\n\r}}', ["d"], [1]) == '{"d": [\n  1\n]}'

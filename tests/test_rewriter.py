@@ -21,7 +21,7 @@ from usagefix.framing import Framing
 from usagefix.framing.eventstream import encode_frame
 from usagefix.framing.sse import BOM
 from usagefix.record import build_record, rebuild_upstream
-from usagefix.rewriter import StreamRewriter, changed_span, rewrite_stream
+from usagefix.rewriter import StreamRewriter, changed_span, rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 FOUNDING = (GOLDEN / "openai_chat" / "fix-founding-bug-stream.upstream.sse").read_bytes()
@@ -544,3 +544,93 @@ def test_an_unparseable_event_is_flagged_and_the_usage_after_it_still_fixed() ->
             "unparseable_event",
         ]
         assert rebuild_upstream(out, rec.model_dump(mode="json")) == body
+
+
+def test_an_event_whose_usage_is_not_shaped_as_the_dialect_says_passes_untouched() -> None:
+    # R7: a count that is no count is not repaired or guessed at: the event goes as it came,
+    # flagged, its snapshot taken back; the stream's real usage chunk after it is still fixed.
+    usage_event = FOUNDING[USAGE_AT:].split(b"\n\n", 1)[0] + b"\n\n"
+    bad = usage_event.replace(b'"prompt_tokens":1678', b'"prompt_tokens":"1678"')
+    assert bad != usage_event
+    body = FOUNDING[:USAGE_AT] + bad + FOUNDING[USAGE_AT:]
+    for chunks in ([body], bytewise(body)):
+        rw = StreamRewriter(CHAT)
+        out = run(rw, chunks)
+        assert out == FIXED[:USAGE_AT] + bad + FIXED[USAGE_AT:]
+        rec = record(rw)
+        assert rec["status"] == "rewritten" and rec["error"] is None
+        assert "invalid_usage: prompt_tokens is '1678', not a count" in rec["anomalies"]
+        assert rebuild_upstream(out, rec) == body
+    alone = FOUNDING.replace(usage_event, bad)
+    rw = StreamRewriter(CHAT)
+    assert run(rw, [alone]) == alone
+    rec = record(rw)
+    assert rec["status"] == "unmeasured" and rec["upstream_usage"] is None  # unknown, never 0
+
+
+def test_an_end_marker_in_an_event_that_is_not_utf8_does_not_end_the_stream() -> None:
+    body = FOUNDING.replace(b"data: [DONE]", b"data: [DONE]\xff")
+    for chunks in ([body], bytewise(body)):
+        rw = StreamRewriter(CHAT)
+        out = run(rw, chunks)
+        assert not rw.ended and out.endswith(b"data: [DONE]\xff\n\n")
+        assert rebuild_upstream(out, record(rw)) == body
+    rw = StreamRewriter(CHAT)
+    run(rw, [FOUNDING])
+    assert rw.ended
+
+
+class _FailingFinish(_FlakyFramer):
+    """A framer that raises at the end of the stream, before handing back what it holds."""
+
+    def finish(self) -> Any:
+        raise RuntimeError("framer bug at the end")
+
+
+def test_a_framer_failing_at_the_end_forwards_every_byte_it_held() -> None:
+    stream = FOUNDING[:-3]  # the [DONE] event unfinished: held by the framer
+    rw = StreamRewriter(CHAT)
+    rw._framer = _FailingFinish(rw._framer, 0, keeps=False)  # type: ignore[assignment]
+    out = run(rw, cut(stream, range(0, len(stream), 97)))
+    rec = record(rw)
+    assert rec["status"] == "passthrough_error" and rec["error"] == "RuntimeError: framer bug at the end"
+    assert out.endswith(b"\n\ndata: [DONE") and rebuild_upstream(out, rec) == stream
+    assert rw.pending == 0 and rw.finish() == []
+
+
+def test_abandon_hands_back_what_is_held_once_and_keeps_the_first_reason() -> None:
+    rw = StreamRewriter(CHAT)
+    out = run(rw, [FOUNDING[:-3]], finish=False)
+    assert rw.abandon("cannot decode gzip") == [b"data: [DONE"]
+    assert rw.abandon("again") == [] and rw.finish() == []
+    assert rw.feed(b"]\n\n") == [b"]\n\n"]
+    rec = record(rw)
+    assert rec["status"] == "passthrough_error" and rec["error"] == "cannot decode gzip"
+    assert rebuild_upstream(out + b"data: [DONE]\n\n", rec) == FOUNDING
+
+
+class _FailingBody(_Wrapped):
+    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+        raise self.exc
+
+
+def test_a_failing_body_rewrite_leaves_the_body_as_it_was(caplog: pytest.LogCaptureFixture) -> None:
+    body = json.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+    dialect = _FailingBody(CHAT, 0, ZeroDivisionError("planted"), "none")
+    with caplog.at_level(logging.WARNING):
+        result = rewrite_body(dialect, body, where="POST https://llm.example/v1/chat/completions")
+    assert result.body is None  # None: the response goes exactly as it came
+    rec = build_record(result.outcome)
+    assert rec.status == "passthrough_error" and rec.error == "ZeroDivisionError: planted"
+    assert rec.changes == [] and rec.usage_after is None
+    assert "POST https://llm.example/v1/chat/completions" in caplog.text and "planted" in caplog.text
+
+
+def test_an_event_that_mentions_usage_outside_its_data_passes_untouched() -> None:
+    body = b': {"usage": {"prompt_tokens": 1}}\n\n' + FOUNDING
+    for chunks in ([body], bytewise(body)):
+        rw = StreamRewriter(CHAT)
+        assert run(rw, chunks) == body[: body.index(b"data:")] + FIXED
+        rec = record(rw)
+        assert rec["status"] == "rewritten" and rec["events"] == len(EVENTS) + 1
+        assert rebuild_upstream(body[: body.index(b"data:")] + FIXED, rec) == body

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from chunking import bytewise, check_three_ways, chunkings, merge_pieces, run_pushed
 from usagefix.framing import SSEEvent, SSEFramer, parse_fields
-from usagefix.framing.sse import BOM
+from usagefix.framing.sse import BOM, replace_data
 
 
 def frame(chunks: list[bytes], max_event_bytes: int = 1 << 20) -> list[SSEEvent]:
@@ -100,6 +100,19 @@ def test_over_bound_event_passes_through_unparsed() -> None:
             assert f.pending <= 40 + len(c)
 
 
+def test_a_stream_cut_inside_an_over_bound_event_ends_with_the_rest_of_it_cut_off() -> None:
+    stream = b"data: a\n\ndata: " + b"x" * 100
+    for chunks in ([stream], bytewise(stream), [stream[:50], stream[50:]]):
+        events = frame(chunks, 40)
+        assert b"".join(e.raw for e in events) == stream
+        *_, last = events
+        assert (last.complete, last.reason, last.starts_event) == (False, "cut_off", False)
+        assert [(m.complete, m.reasons) for m in merge_pieces(events)] == [
+            (True, ()),
+            (False, ("oversize", "cut_off")),
+        ]
+
+
 def test_a_leading_bom_is_ignored_when_parsing_and_kept_on_the_wire() -> None:
     # WHATWG: one U+FEFF at the very start of the stream is ignored.
     stream = BOM + b'data: {"a":1}\n\ndata: b\n\n'
@@ -131,6 +144,21 @@ def test_parse_fields() -> None:
     assert parse_fields(b": comment\n\n") == (None, None)
     assert parse_fields(b"id: 3\nretry: 10\ndata: x\n\n") == (None, "x")
     assert parse_fields(b"data\n\n") == (None, "")
+
+
+def test_new_data_takes_the_place_of_the_first_data_line_and_every_other_line_stays() -> None:
+    raw = b'event: message_delta\r\nid: 7\r\ndata:{"a":\r\n: note\r\ndata: 1}\r\n\r\n'
+    # The first data line's `data:` prefix and CRLF are kept; the second data line is gone.
+    assert replace_data(raw, '{"a":2}') == b'event: message_delta\r\nid: 7\r\ndata:{"a":2}\r\n: note\r\n\r\n'
+    # New data of several lines: each a data line, with the old one's prefix and line ending.
+    assert replace_data(b"data: x\r\r", "a\nb") == b"data: a\rdata: b\r\r"
+    assert SSEEvent(b"data: x\n\n").with_payload("y") == b"data: y\n\n"
+
+
+@pytest.mark.parametrize("raw", [b"event: ping\n\n", b": keep-alive\r\n\r\n", b"datum: x\n\n", b""])
+def test_an_event_without_a_data_line_takes_no_new_data(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="no data line"):
+        replace_data(raw, "{}")
 
 
 # -- properties --------------------------------------------------------------------------
@@ -187,3 +215,14 @@ def test_any_bytes_pass_through_exactly(data: st.DataObject, stream: bytes, boun
     # Whatever comes in, nothing is dropped, reordered or invented, even under a tiny bound.
     chunks = data.draw(chunkings(stream))
     assert b"".join(e.raw for e in frame(chunks, bound)) == stream
+
+
+@given(sse_streams(), st.text(st.characters(blacklist_characters="\r"), max_size=20))
+def test_replacing_the_data_of_any_event_gives_that_data_and_keeps_its_name(stream: bytes, new: str) -> None:
+    for ev in frame([stream]):
+        name, data = ev.payload()
+        if data is None:
+            continue
+        again = SSEFramer()
+        (replaced,) = run_pushed(again.feed, again.finish, [ev.with_payload(new)])
+        assert replaced.payload() == (name, new)

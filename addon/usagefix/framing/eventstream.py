@@ -47,6 +47,8 @@ def parse_headers(data: bytes) -> dict[str, HeaderValue]:
             elif kind in (6, 7):
                 (size,) = struct.unpack_from(">H", data, i)
                 raw = data[i + 2 : i + 2 + size]
+                if len(raw) != size:
+                    raise ValueError("truncated header value")
                 out[name] = raw.decode("utf-8") if kind == 7 else raw
                 i += 2 + size
             else:

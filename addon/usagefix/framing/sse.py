@@ -201,9 +201,6 @@ class SSEFramer:
         return [SSEEvent(raw, bom=self._at_start and raw.startswith(BOM))]
 
 
-_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
-
-
 def replace_data(raw: bytes, data: str) -> bytes:
     """`raw` (one complete event) with its data replaced by `data`, every other line kept.
 
@@ -213,13 +210,12 @@ def replace_data(raw: bytes, data: str) -> bytes:
     """
     out: list[bytes] = []
     placed = False
-    for m in _LINE.finditer(raw):
-        line, end = m.group(1), m.group(2)
-        if not line and not end:
-            break
+    for whole in raw.splitlines(keepends=True):  # bytes split on CRLF, CR and LF alone
+        line = whole.rstrip(b"\r\n")
+        end = whole[len(line) :]
         field, _, value = line.partition(b":")
         if field != b"data":
-            out.append(line + end)
+            out.append(whole)
             continue
         if placed:
             continue
