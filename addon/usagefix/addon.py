@@ -117,6 +117,8 @@ class _Stream:
                 "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
             )
             out = [chunk]
+        if not out:  # the chunk completed no event: nothing to send yet
+            return out
         # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
         out = [p for p in out if p]
         for piece in out:
