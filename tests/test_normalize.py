@@ -833,7 +833,43 @@ DETAILS_ON_THE_WIRE: dict[str, tuple[dict[str, Any], dict[str, Any], list[str]]]
             "cache_creation_input_tokens": 460,
             "prompt_tokens_details": {"cached_tokens": 30940, "cache_write_tokens": 460},
         },
-        ["R2", "I3", "alias"],
+        ["R2", "I3", "alias", "alias"],  # one for the reads, one for the writes
+    ),
+    "zero cache writes beside LiteLLM's top-level count: the change is named (alias)": (
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_creation_input_tokens": 4,
+            "prompt_tokens_details": {"cache_write_tokens": 0},
+        },
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_creation_input_tokens": 4,
+            "prompt_tokens_details": {"cache_write_tokens": 4},
+        },
+        ["alias"],
+    ),
+    "a negative count the rules do not rewrite still reaches the client as 0 (I4)": (
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_read_input_tokens": -5,
+            "prompt_cache_miss_tokens": -1,
+            "cost": -0.5,
+        },
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_read_input_tokens": 0,
+            "prompt_cache_miss_tokens": 0,
+            "cost": -0.5,
+        },
+        ["I4", "I4"],
     ),
 }
 

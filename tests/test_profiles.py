@@ -184,6 +184,8 @@ def test_stream_usage_added_for_us_is_removed_for_the_client() -> None:
             json.loads(line[6:])
     rec = build_record(rw.outcome, stream_usage_added=True)
     assert rec.final_seen and rec.usage_after is not None and rec.usage_after.input_total == 107208
+    # Measured for the record, but the client got no usage block: the record says none.
+    assert rec.emitted_usage is None and rec.upstream_usage is not None
 
 
 async def test_request_is_asked_for_stream_usage_when_enabled() -> None:

@@ -79,7 +79,7 @@ def test_a_non_utf8_comment_in_a_usage_event_costs_no_byte() -> None:
 
 def test_a_deeply_nested_usage_event_loses_no_byte() -> None:
     # RecursionError is no ValueError: the failure was noted but the framer's held `data: ` of
-    # `[DONE]` was never forwarded.
+    # `[DONE]` was never forwarded. (It is bad input now, flagged, and the stream goes on.)
     deep = b"[" * 100_000 + b"]" * 100_000
     usage = b'{"choices":[],"usage":{"prompt_tokens":1678,"completion_tokens":370,"total_tokens":2048},"x":'
     body = FOUNDING[:USAGE_AT] + b"data: " + usage + deep + b"}\n\ndata: [DONE]\n\n"
@@ -88,7 +88,8 @@ def test_a_deeply_nested_usage_event_loses_no_byte() -> None:
         rw = StreamRewriter(CHAT)
         assert run(rw, chunks) == body
         rec = record(rw)
-        assert rec["status"] == "passthrough_error" and rec["error"].startswith("RecursionError")
+        assert rec["status"] == "unmeasured" and rec["error"] is None
+        assert any(a.startswith("unparseable_event: RecursionError") for a in rec["anomalies"])
 
 
 class _Wrapped:
@@ -634,3 +635,16 @@ def test_an_event_that_mentions_usage_outside_its_data_passes_untouched() -> Non
         rec = record(rw)
         assert rec["status"] == "rewritten" and rec["events"] == len(EVENTS) + 1
         assert rebuild_upstream(body[: body.index(b"data:")] + FIXED, rec) == body
+
+
+def test_an_event_nested_past_what_python_parses_is_bad_input_not_a_failure() -> None:
+    # json.loads raises RecursionError on ~20,000 levels: the event passes untouched and is
+    # flagged, and the usage chunk after it is still repaired (no passthrough for the rest).
+    deep = b'data: {"usage": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n\n"
+    body = deep + FOUNDING
+    rw = StreamRewriter(CHAT)
+    out = b"".join(rw.feed(body)) + b"".join(rw.finish())
+    assert out == deep + FIXED
+    rec = build_record(rw.outcome)
+    assert rec.status == "rewritten" and rec.error is None
+    assert any(a.startswith("unparseable_event: RecursionError") for a in rec.anomalies)

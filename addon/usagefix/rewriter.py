@@ -290,9 +290,10 @@ class StreamRewriter:
                     except UsageShapeError as e:  # not shaped as the dialect says: event untouched
                         _restore(out.tally, saved)
                         out.tally.flag(f"invalid_usage: {e}")
-                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                        # Bad input, not a bug of ours: this event goes untouched and is flagged;
-                        # a later event (the usage chunk) is still read.
+                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                        # Bad input, not a bug of ours (not JSON, not UTF-8, nested past what
+                        # Python parses): this event goes untouched and is flagged; a later event
+                        # (the usage chunk) is still read.
                         _restore(out.tally, saved)
                         out.tally.flag(f"unparseable_event: {_describe(e)}")
                 if not ended:

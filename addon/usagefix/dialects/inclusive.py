@@ -143,6 +143,21 @@ def emit(
     return None if new == usage else new
 
 
+def clamp_negative_counts(usage: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`usage` with every negative token count set to 0 (I4: never emit a negative count), or None
+    when it has none. Counts are the `*_tokens` keys, at the top or in a details object; other
+    numbers (a provider's `cost`, which may be a credit) are never touched."""
+    new = dict(usage)
+    for k, v in usage.items():
+        if isinstance(v, Mapping):
+            inner = clamp_negative_counts(v)
+            if inner is not None:
+                new[k] = inner
+        elif k.endswith("_tokens") and isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+            new[k] = 0
+    return None if new == usage else new
+
+
 def _adds(
     usage: Mapping[str, Any], shape: Shape, sources: Sources, fired: tuple[Fired, ...]
 ) -> frozenset[str]:
@@ -186,6 +201,19 @@ def _explain_emit(
                     f"the cache reads are in {sources.cache_read} (LiteLLM #11364)",
                 )
             )
+    old_writes = pd.get("cache_write_tokens")
+    if (
+        old_writes is not None
+        and new_pd.get("cache_write_tokens") != old_writes
+        and sources.cache_write not in (None, "cache_write_tokens", *CACHE_WRITE_ALIASES)
+    ):
+        out.append(
+            Fired(
+                "alias",
+                f"{pd_name}.cache_write_tokens said {old_writes}; "
+                f"the cache writes are in {sources.cache_write} (LiteLLM #11364)",
+            )
+        )
     return tuple(out)
 
 
@@ -248,6 +276,8 @@ def rewrite_usage(
         tally.observe(unapplied(outcome), usage, None, final=final)
         return None
     emitted = emit(usage, outcome.after, shape, _adds(usage, shape, sources, outcome.fired))
+    if reader.fired:  # I4 clamped a count while reading it: the client gets the 0 too
+        emitted = clamp_negative_counts(emitted or usage) or emitted
     extra = _explain_emit(usage, emitted, shape, sources) if emitted else ()
     tally.observe(outcome, usage, emitted, final=final, extra=extra)
     return emitted

@@ -84,6 +84,7 @@ class _ChatStream:
             # stream it asked for: no usage chunk, no `"usage":null` keys.
             if isinstance(usage, dict):
                 rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
+                self.tally.emitted_usage = None  # measured for the record; the client got none
                 if obj.get("choices") == []:
                     return ""  # the whole event goes
             text = data if usage is None else replace_at(data, ["usage"], None)
