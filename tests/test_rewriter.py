@@ -648,3 +648,15 @@ def test_an_event_nested_past_what_python_parses_is_bad_input_not_a_failure() ->
     rec = build_record(rw.outcome)
     assert rec.status == "rewritten" and rec.error is None
     assert any(a.startswith("unparseable_event: RecursionError") for a in rec.anomalies)
+
+
+def test_a_usage_event_split_over_data_lines_keeps_every_other_line_in_its_place() -> None:
+    # The new data has as many lines as the old: each keeps its place, prefix and line ending, so
+    # a comment between data lines stays between them.
+    usage = b'"usage":{"prompt_tokens":1678,"completion_tokens":370,"total_tokens":2048,"prompt_tokens_details":{"cached_tokens":105530}}}'
+    event = b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + usage + b"\r\n\r\n"
+    rw = StreamRewriter(CHAT)
+    out = b"".join(rw.feed(event)) + b"".join(rw.finish())
+    fixed = usage.replace(b"1678", b"107208").replace(b"2048", b"107578")
+    assert out == b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + fixed + b"\r\n\r\n"
+    assert rebuild_upstream(out, build_record(rw.outcome).model_dump(mode="json")) == event

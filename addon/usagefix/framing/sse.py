@@ -205,24 +205,33 @@ class SSEFramer:
 def replace_data(raw: bytes, data: str) -> bytes:
     """`raw` (one complete event) with its data replaced by `data`, every other line kept.
 
-    The new data lines take the place of the first old one, with its `data:` or `data: `
-    prefix and its line ending; the other lines (event name, id, comments) and the blank line
-    that ends the event stay as they were.
+    When the new data has as many lines as the old (the usual case: a value spliced inside a
+    line), each new line takes its old one's place, with that line's `data:` or `data: ` prefix and
+    line ending, so that comments or fields between data lines stay where they were. Otherwise
+    the new data lines take the place of the first old one, with its prefix and ending. The other
+    lines (event name, id, comments) and the blank line that ends the event stay as they were.
     """
-    out: list[bytes] = []
-    placed = False
-    for whole in raw.splitlines(keepends=True):  # bytes split on CRLF, CR and LF alone
-        line = whole.rstrip(b"\r\n")
-        end = whole[len(line) :]
-        field, _, value = line.partition(b":")
-        if field != b"data":
-            out.append(whole)
-            continue
-        if placed:
-            continue
-        prefix = b"data: " if value.startswith(b" ") else b"data:"
-        out.extend(prefix + part + end for part in data.encode("utf-8").split(b"\n"))
-        placed = True
-    if not placed:
+    lines = raw.splitlines(keepends=True)  # bytes split on CRLF, CR and LF alone
+    data_at = [i for i, whole in enumerate(lines) if whole.rstrip(b"\r\n").partition(b":")[0] == b"data"]
+    if not data_at:
         raise ValueError("event has no data line")
+    parts = data.encode("utf-8").split(b"\n")
+    if len(parts) == len(data_at):
+        for i, part in zip(data_at, parts, strict=True):
+            lines[i] = _data_line(lines[i], part)
+        return b"".join(lines)
+    out: list[bytes] = []
+    first, rest = data_at[0], set(data_at[1:])
+    for i, whole in enumerate(lines):
+        if i == first:
+            out.extend(_data_line(whole, part) for part in parts)
+        elif i not in rest:
+            out.append(whole)
     return b"".join(out)
+
+
+def _data_line(whole: bytes, part: bytes) -> bytes:
+    """The data line `whole` (with its line ending) carrying `part` instead, in the same style."""
+    line = whole.rstrip(b"\r\n")
+    value = line.partition(b":")[2]
+    return (b"data: " if value.startswith(b" ") else b"data:") + part + whole[len(line) :]
