@@ -221,3 +221,30 @@ def test_done_makes_only_a_seen_snapshot_final() -> None:
     assert (tally.snapshots, tally.final_seen) == (1, False)
     assert session.rewrite_event(None, "[DONE]") is None
     assert tally.final_seen is True
+
+
+def test_r4_fills_a_delta_in_and_keeps_its_own_keys_in_their_order() -> None:
+    start_usage = {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 9511,
+        "output_tokens": 1,
+    }
+    body = anthropic_events(
+        {"type": "message_start", "message": {"id": "msg_t", "model": "claude-t", "usage": start_usage}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"server_tool_use": {"web_search_requests": 1}, "output_tokens": 20},
+        },
+    )
+    out, rec, _ = through("anthropic", body)
+    delta = json.loads(out.split(b"data: ")[2].split(b"\n")[0])
+    assert list(delta["usage"]) == [
+        "server_tool_use",  # the delta's own key stays first
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+    ]
+    assert delta["usage"]["cache_read_input_tokens"] == 9511 and [r.rule for r in rec.rules] == ["R4"]

@@ -658,5 +658,7 @@ def test_a_usage_event_split_over_data_lines_keeps_every_other_line_in_its_place
     rw = StreamRewriter(CHAT)
     out = b"".join(rw.feed(event)) + b"".join(rw.finish())
     fixed = usage.replace(b"1678", b"107208").replace(b"2048", b"107578")
-    assert out == b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + fixed + b"\r\n\r\n"
+    assert (
+        out == b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + fixed + b"\r\n\r\n"
+    )
     assert rebuild_upstream(out, build_record(rw.outcome).model_dump(mode="json")) == event

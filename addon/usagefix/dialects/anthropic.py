@@ -163,7 +163,7 @@ class _MessagesStream:
                 and _split_adds_up(split, self.snapshot.get("cache_creation_input_tokens"))
             ):
                 full["cache_creation"] = split
-            emitted = {**full, **{k: v for k, v in clamped.items() if k not in full}}
+            emitted = _with_snapshot(clamped, full)
             reason = (
                 "message_delta lacked "
                 + ", ".join(missing)
@@ -184,3 +184,26 @@ class _MessagesStream:
             extra=tuple(fired),
         )
         return None if result is None else replace_at(data, ["usage"], result)
+
+
+def _with_snapshot(delta: Mapping[str, Any], full: Mapping[str, Any]) -> dict[str, Any]:
+    """The delta's keys in their own order, its headlines carrying the snapshot's counts, and each
+    headline it lacked placed before the first later one (Anthropic's order), or at the end; the
+    snapshot's TTL split, if it carries one the delta lacks, right after the headlines."""
+    out: dict[str, Any] = {}
+    pending = [k for k in HEADLINES if k in full]
+
+    def place(upto: int) -> None:
+        while pending and HEADLINES.index(pending[0]) <= upto:
+            key = pending.pop(0)
+            out[key] = full[key]
+            if not pending and "cache_creation" in full:
+                out["cache_creation"] = full["cache_creation"]
+
+    for key, value in delta.items():
+        if key in HEADLINES and key in full:
+            place(HEADLINES.index(key))
+        elif key not in out:
+            out[key] = value
+    place(len(HEADLINES))
+    return out
