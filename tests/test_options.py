@@ -158,3 +158,12 @@ def test_a_profile_file_that_is_not_utf8_is_named_in_one_line(tmp_path: Path) ->
     with pytest.raises(ProfileError) as e:
         load_profiles(latin1)
     assert str(e.value) == f"{latin1}: not UTF-8 text (byte 0xe9 on line 2)"
+
+
+def test_a_usage_option_spelled_with_dashes_or_capitals_is_refused_with_its_name() -> None:
+    assert check_deferred([("usage-request-stream-usage", SetStrings(("true",)))]) == [
+        "usage-request-stream-usage: no such option (did you mean usage_request_stream_usage?)"
+    ]
+    assert check_deferred([("USAGE_PROFILES", SetStrings(("p.toml",)))]) == [
+        "USAGE_PROFILES: no such option (did you mean usage_profiles?)"
+    ]

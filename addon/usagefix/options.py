@@ -168,7 +168,7 @@ def parse_set(option: Option, values: tuple[str, ...]) -> Value:
 
 
 def _unknown(name: str) -> OptionError:
-    close = get_close_matches(name, OPTIONS, n=1, cutoff=0.6)
+    close = get_close_matches(name.replace("-", "_").lower(), OPTIONS, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "usagefix has " + ", ".join(sorted(OPTIONS))
     return OptionError(f"{name}: no such option ({hint})")
 
@@ -181,8 +181,8 @@ def check_deferred(deferred: Iterable[tuple[str, object]]) -> list[str]:
     """
     problems = []
     for name, value in deferred:
-        if not name.startswith(PREFIX):
-            continue
+        if not name.replace("-", "_").lower().startswith(PREFIX):
+            continue  # another addon's (`usage-…`, `USAGE_…`: ours misspelled, so refused too)
         try:
             option = OPTIONS.get(name)
             if option is None:
