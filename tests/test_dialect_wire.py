@@ -248,3 +248,26 @@ def test_r4_fills_a_delta_in_and_keeps_its_own_keys_in_their_order() -> None:
         "output_tokens",
     ]
     assert delta["usage"]["cache_read_input_tokens"] == 9511 and [r.rule for r in rec.rules] == ["R4"]
+
+
+def test_r4_puts_the_known_ttl_split_in_place_of_a_null_one() -> None:
+    split = {"ephemeral_5m_input_tokens": 1200, "ephemeral_1h_input_tokens": 0}
+    start_usage = {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 1200,
+        "cache_creation": split,
+        "output_tokens": 1,
+    }
+    body = anthropic_events(
+        {"type": "message_start", "message": {"id": "msg_t", "model": "claude-t", "usage": start_usage}},
+        {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 20, "cache_creation": None}},
+    )
+    out, rec, _ = through("anthropic", body)
+    usage = json.loads(out.split(b"data: ")[2].split(b"\n")[0])["usage"]
+    assert usage == {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 1200,
+        "output_tokens": 20,
+        "cache_creation": split,
+    }
+    assert "cache_creation_split_mismatch" not in rec.anomalies

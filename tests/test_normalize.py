@@ -871,6 +871,23 @@ DETAILS_ON_THE_WIRE: dict[str, tuple[dict[str, Any], dict[str, Any], list[str]]]
         },
         ["I4", "I4"],
     ),
+    "a negative detail count beside a clamped one is clamped too (I4: no negative count goes out)": (
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_read_input_tokens": -5,
+            "completion_tokens_details": {"rejected_prediction_tokens": -1},
+        },
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cache_read_input_tokens": 0,
+            "completion_tokens_details": {"rejected_prediction_tokens": 0},
+        },
+        ["I4"],
+    ),
 }
 
 
