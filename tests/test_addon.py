@@ -561,3 +561,14 @@ async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory
         assert g.response is not None and g.response.raw_content == FIXED_SSE
         assert isinstance(g.response.stream, _Stream) and not g.response.stream.sent
         assert g.metadata["usagefix"]["body_saved"] is True
+
+
+async def test_a_request_body_nested_past_what_python_parses_still_gets_its_response_fixed() -> None:
+    # json.loads raises RecursionError on it: the request side fails open (no model read from it).
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        f = llm_flow(FOUNDING_JSON, "application/json")
+        f.request.content = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        await tctx.cycle(addon, f)
+        assert f.response is not None and b'"prompt_tokens":107208' in (f.response.content or b"")
+        assert f.metadata["usagefix"]["status"] == "rewritten"

@@ -201,7 +201,7 @@ def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
     try:
         body = flow.request.get_content(strict=False)
         obj = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's limit
         return None
     return obj if isinstance(obj, dict) else None
 
