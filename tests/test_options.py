@@ -76,7 +76,7 @@ def test_the_messages_name_the_option_the_value_and_what_is_accepted() -> None:
     assert problems == [
         "usage_redact_secrets: 'yes' is not a boolean (true or false)",
         "usage_request_stream_usage: 'True' is not a boolean (true or false)",
-        "usage_max_event_bytes: 'abc' is not an integer (bytes, at least 4096)",
+        "usage_max_event_bytes: 'abc' is not an integer (bytes, from 4096 to 268435456)",
         "usage_max_event_byte: no such option (did you mean usage_max_event_bytes?)",
         "usage_colour: no such option (usagefix has usage_max_event_bytes, usage_max_saved_body_bytes, "
         "usage_profiles, usage_redact_secrets, usage_request_stream_usage)",
@@ -112,8 +112,8 @@ def test_typed_values_from_a_config_file_are_checked_too() -> None:
         ]
     ) == [
         "usage_redact_secrets: 'maybe' is not a boolean (true or false)",
-        "usage_max_event_bytes: True is not an integer (bytes, at least 4096)",
-        "usage_max_event_bytes: 10 is too small (bytes, at least 4096)",
+        "usage_max_event_bytes: True is not an integer (bytes, from 4096 to 268435456)",
+        "usage_max_event_bytes: 10 is too small (bytes, from 4096 to 268435456)",
         "usage_profiles: 12 is not a path (the path of a TOML file, or empty for none)",
     ]
     assert check_value(OPTIONS["usage_profiles"], None) is None
@@ -166,4 +166,10 @@ def test_a_usage_option_spelled_with_dashes_or_capitals_is_refused_with_its_name
     ]
     assert check_deferred([("USAGE_PROFILES", SetStrings(("p.toml",)))]) == [
         "USAGE_PROFILES: no such option (did you mean usage_profiles?)"
+    ]
+
+
+def test_an_event_bound_past_the_maximum_is_refused() -> None:
+    assert check_deferred([("usage_max_event_bytes", SetStrings(("99999999999999999999999",)))]) == [
+        "usage_max_event_bytes: 99999999999999999999999 is too large (bytes, from 4096 to 268435456)"
     ]

@@ -21,6 +21,7 @@ from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
     "DEFAULT_MAX_SAVED_BODY_BYTES",
+    "MAX_EVENT_BYTES",
     "MIN_EVENT_BYTES",
     "OPTIONS",
     "PREFIX",
@@ -34,8 +35,10 @@ __all__ = [
 
 PREFIX = "usage_"
 
-# Below this an event bound would cut ordinary usage events in two.
+# Below this an event bound would cut ordinary usage events in two; above this one, a single
+# held event could take a good part of the proxy's memory (the largest real ones are a few MB).
 MIN_EVENT_BYTES = 4096
+MAX_EVENT_BYTES = 256 * 1024 * 1024
 
 # A streamed body is kept whole for the saved flow (mitmweb shows it, `-nr` re-normalizes it) up to
 # this size: LLM streams are a few MB at most; one past it is saved without its body.
@@ -54,6 +57,7 @@ class Option:
     accepted: str
     """What a value may be, in words, for the error messages."""
     minimum: int | None = None
+    maximum: int | None = None
 
 
 OPTIONS: dict[str, Option] = {
@@ -65,8 +69,9 @@ OPTIONS: dict[str, Option] = {
             DEFAULT_MAX_EVENT_BYTES,
             "The largest streamed event (in bytes) held back to be parsed; a larger one is forwarded "
             "untouched and flagged.",
-            f"bytes, at least {MIN_EVENT_BYTES}",
+            f"bytes, from {MIN_EVENT_BYTES} to {MAX_EVENT_BYTES}",
             minimum=MIN_EVENT_BYTES,
+            maximum=MAX_EVENT_BYTES,
         ),
         Option(
             "usage_redact_secrets",
@@ -130,6 +135,8 @@ def check_value(option: Option, value: object) -> Value:
             raise _bad(option, value, "is not an integer")
         if option.minimum is not None and value < option.minimum:
             raise _bad(option, value, "is too small")
+        if option.maximum is not None and value > option.maximum:
+            raise _bad(option, value, "is too large")
         return value
     if value is not None and not isinstance(value, str):
         raise _bad(option, value, "is not a path")

@@ -73,8 +73,8 @@ BAD_SETTINGS = {
         for v in ("yes", "True", "1", "maybe")
     },
     "usage_request_stream_usage=True": "usage_request_stream_usage: 'True' is not a boolean (true or false)",
-    "usage_max_event_bytes=abc": "usage_max_event_bytes: 'abc' is not an integer (bytes, at least 4096)",
-    "usage_max_event_bytes=10": "usage_max_event_bytes: 10 is too small (bytes, at least 4096)",
+    "usage_max_event_bytes=abc": "usage_max_event_bytes: 'abc' is not an integer (bytes, from 4096 to 268435456)",
+    "usage_max_event_bytes=10": "usage_max_event_bytes: 10 is too small (bytes, from 4096 to 268435456)",
     "usage_max_event_byte=100000": "usage_max_event_byte: no such option (did you mean usage_max_event_bytes?)",
 }
 
