@@ -662,3 +662,20 @@ def test_a_usage_event_split_over_data_lines_keeps_every_other_line_in_its_place
         out == b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + fixed + b"\r\n\r\n"
     )
     assert rebuild_upstream(out, build_record(rw.outcome).model_dump(mode="json")) == event
+
+
+class _EndRaises(_Wrapped):
+    """A real dialect whose `is_end` has a bug."""
+
+    def is_end(self, name: str | None, data: str) -> bool:
+        raise RuntimeError("is_end failed")
+
+
+def test_a_failing_end_test_on_an_event_without_usage_costs_no_byte() -> None:
+    # `[DONE]` carries no usage: the failure comes from the end test alone, and still fails open.
+    for chunks in ([FOUNDING], bytewise(FOUNDING)):
+        rw = StreamRewriter(_EndRaises(CHAT, -1, ValueError(), "none"))
+        out = run(rw, chunks)
+        assert out == FOUNDING[:USAGE_AT] + FIXED[USAGE_AT:]  # the usage before it was repaired
+        rec = record(rw)
+        assert rec["status"] == "passthrough_error" and "is_end failed" in rec["error"]

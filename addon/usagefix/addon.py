@@ -93,8 +93,9 @@ class _Stream:
     """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
 
     Fail open, losing nothing: the rewriter owns every byte it has not returned, and its `feed`,
-    `finish` and `abandon` never raise. A chunk that cannot be decoded makes the rewriter hand back
-    what it held; that chunk and every one after it go as they came.
+    `finish` and `abandon` never raise. When a chunk cannot be decoded, what did decode goes
+    through the rewriter, which then hands back what it held; the bytes that did not decode, and
+    every chunk after them, go as they came.
     """
 
     rewriter: StreamRewriter
@@ -116,11 +117,9 @@ class _Stream:
             logger.warning(
                 "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
             )
-            out = [chunk]
-        if not out:  # the chunk completed no event: nothing to send yet
-            return out
-        # Never return b"" as a piece: to an HTTP/1.1 client, an empty chunk ends the body.
-        out = [p for p in out if p]
+            out = [chunk] if chunk else []
+        # Never a b"" piece (to an HTTP/1.1 client an empty chunk ends the body): the rewriter
+        # returns none, and the two paths above that add a piece of their own check it.
         for piece in out:
             if self.too_large:
                 self.too_large += len(piece)
@@ -151,7 +150,7 @@ class _Stream:
                 tail = e.tail if isinstance(e, DecodeError) else chunk
                 out = self.rewriter.feed(decoded) if decoded else []
                 why = f"cannot decode {self.content_encoding}: {type(e).__name__}: {e}"
-                return [*out, *self.rewriter.abandon(why), tail]
+                return [*out, *self.rewriter.abandon(why), *([tail] if tail else [])]
         out = self.rewriter.feed(data) if data else []
         if not chunk:  # the end of the stream: every byte still held goes now
             out += self.rewriter.finish()
@@ -370,9 +369,7 @@ class UsageFix:
                 return
             stream = resp.stream
             if isinstance(stream, _Stream):
-                stream.recorded = True
-                resp.raw_content = stream.take_body()
-                self._record(flow, self._build(stream, stream.content_encoding))
+                self._record_stream(flow, stream)
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
                 # upstream's original anew (idempotent on a file written with the addon).
@@ -395,16 +392,12 @@ class UsageFix:
         if resp is None or not isinstance(resp.stream, _Stream) or resp.stream.recorded:
             return
         stream = resp.stream
-        stream.recorded = True
-        resp.raw_content = stream.take_body()
-        rw = stream.rewriter
-        if rw.ended:
+        if stream.rewriter.ended:
             # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
             # often before the upstream's end of body): a complete response, not a cut-off one.
-            self._record(flow, self._build(stream, stream.content_encoding))
-            return
-        msg = flow.error.msg if flow.error else "stream interrupted"
-        self._record(flow, self._build(stream, stream.content_encoding, cut_off=msg))
+            self._record_stream(flow, stream)
+        else:
+            self._record_stream(flow, stream, cut_off=flow.error.msg if flow.error else "stream interrupted")
 
     def done(self) -> None:
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
@@ -412,21 +405,25 @@ class UsageFix:
             for flow in list(self._in_flight):
                 redact(flow)
 
-    def _build(
-        self, source: StreamRewriter | _Stream, encoding: str | None, cut_off: str | None = None
-    ) -> UsageRecord:
-        rw = source.rewriter if isinstance(source, _Stream) else source
-        record = build_record(
+    def _record_stream(self, flow: http.HTTPFlow, stream: _Stream, cut_off: str | None = None) -> None:
+        """Record a streamed response once: the body the client got (when kept), and what was done."""
+        assert flow.response is not None
+        stream.recorded = True
+        flow.response.raw_content = stream.take_body()
+        record = self._build(stream.rewriter, stream.content_encoding, cut_off)
+        if stream.too_large:
+            anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
+            record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
+        self._record(flow, record)
+
+    def _build(self, rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
+        return build_record(
             rw.outcome,
             cut_off=cut_off,
             content_encoding=encoding,
             held_back=rw.pending_bytes() if cut_off else b"",
             stream_usage_added=rw.ctx.strip_usage_chunk,
         )
-        if isinstance(source, _Stream) and source.too_large:
-            anomalies = [*record.anomalies, f"body_not_saved:{source.too_large}"]
-            record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
-        return record
 
     def _rewrite_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
         """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
@@ -438,9 +435,10 @@ class UsageFix:
         framing = framing_for(state.dialect, media, flow.request.path)
         if framing is None and media != "application/json" and not media.endswith("+json"):
             return
-        body = resp.get_content(strict=False)
-        if body is None:
+        saved = resp.get_content(strict=False)
+        if saved is None:  # saved without its body ("content missing"): nothing to normalize anew
             return
+        body = saved
         prior = None
         if recorded and METADATA_KEY in flow.metadata:
             try:
@@ -451,8 +449,6 @@ class UsageFix:
                     _where(flow),
                     e,
                 )
-        if prior is not None and not prior.body_saved:
-            return  # saved without its body (it outgrew the bound): nothing to normalize anew
         if prior is not None:
             try:
                 body = rebuild_upstream(body, prior)
@@ -487,7 +483,7 @@ class UsageFix:
             result = rewrite_body(state.dialect, body, context, where=_where(flow))
             new = body if result.body is None else result.body
             record = build_record(result.outcome)
-        if new != resp.get_content(strict=False):
+        if new != saved:
             resp.content = new
         self._record(flow, record)
 

@@ -212,7 +212,6 @@ class PriorRecord(_Lenient):
     stream_usage_added: bool = False
     error: str | None = None
     content_encoding: str | None = None
-    body_saved: bool = True
 
 
 def read_prior(saved: object) -> PriorRecord:

@@ -220,23 +220,26 @@ class StreamRewriter:
         try:
             for ev in events:
                 raw = ev.raw
-                if ev.complete and ev.starts_event and not might_carry_usage(raw):
-                    for m in () if self._ended else self._markers:
+                carries = ev.complete and might_carry_usage(raw)
+                may_end = False
+                if ev.complete and not self._ended:
+                    for m in self._markers:
                         if m in raw:
+                            may_end = True
                             break
-                    else:
-                        # The common event, neither usage nor the end: it goes as it came. What
-                        # `_one` would commit for it, without its bookkeeping (the hot path).
-                        outcome.events += 1
-                        self._event_start = self._taken
-                        self._reasons = ()
-                        self._dropped = False
-                        pieces.append(raw)
-                        self._sent += len(raw)
-                        self._taken += len(raw)
-                        done += 1
-                        continue
-                out = self._one(ev)
+                if ev.starts_event and ev.complete and not carries and not may_end:
+                    # The common event, neither usage nor the end: it goes as it came. What
+                    # `_one` would commit for it, without its bookkeeping (the hot path).
+                    outcome.events += 1
+                    self._event_start = self._taken
+                    self._reasons = ()
+                    self._dropped = False
+                    pieces.append(raw)
+                    self._sent += len(raw)
+                    self._taken += len(raw)
+                    done += 1
+                    continue
+                out = self._one(ev, carries, may_end)
                 if out:
                     pieces.append(out)
                 self._sent += len(out)
@@ -270,8 +273,11 @@ class StreamRewriter:
         self._sent += len(tail)
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
 
-    def _one(self, ev: Event) -> bytes:
-        """One event (or piece), as a transaction: everything is computed first, then committed."""
+    def _one(self, ev: Event, carries: bool, may_end: bool) -> bytes:
+        """One event (or piece), as a transaction: everything is computed first, then committed.
+
+        `carries`: the dialect's byte test says it may carry usage; `may_end`: it holds an end
+        marker and the end has not come yet (both worked out once, by `_emit`)."""
         raw = ev.raw
         out = self.outcome
         emitted = raw
@@ -282,7 +288,7 @@ class StreamRewriter:
         if ev.complete:
             parsed: tuple[str | None, str | None] | None = None
             try:
-                if self._session.might_carry_usage(raw):
+                if carries:
                     saved = _save(out.tally)
                     try:
                         parsed = ev.payload()
@@ -296,11 +302,8 @@ class StreamRewriter:
                         # (the usage chunk) is still read.
                         _restore(out.tally, saved)
                         out.tally.flag(f"unparseable_event: {_describe(e)}")
-                if not ended:
-                    for m in self._markers:
-                        if m in raw:
-                            ended = self._is_end(ev, parsed)
-                            break
+                if may_end:
+                    ended = self._is_end(ev, parsed)
             except Exception:
                 if saved is not None:
                     _restore(out.tally, saved)

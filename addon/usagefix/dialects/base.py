@@ -92,8 +92,10 @@ class StreamSession(Protocol):
     def rewrite_event(self, name: str | None, data: str) -> str | None:
         """The new `data` of a usage-bearing event, or None to leave the event as it was.
 
-        May raise `UsageShapeError` (recorded, event untouched); any other exception (data that is
-        not JSON, …) makes the rewriter forward this event and the rest of the stream untouched.
+        May raise `UsageShapeError` (recorded `invalid_usage`, event untouched) or, on data that is
+        not JSON or nested too deep to parse, a JSON error or `RecursionError` (recorded
+        `unparseable_event`, event untouched); either way the stream goes on. Any other exception
+        is a bug: the rewriter forwards this event and the rest of the stream untouched.
         """
         ...
 
