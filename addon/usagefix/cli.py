@@ -1,55 +1,21 @@
-"""The `usagefix` command: read the records in mitmproxy flow files, for terminals and bug reports.
-
-usagefix diff FILE [FILE ...]          rewritten flows: upstream vs client usage, with the rules
-usagefix diff --all FILE               every flow with a record, whatever its status
-usagefix diff --json FILE              the same facts as JSON, one object per flow
-"""
+"""The `usagefix` command. Each subcommand lives in a module of its own (`usagefix.cmd_<name>`),
+which adds its parser with `add_parser(sub)` and sets `run` (args → exit status) as a default."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from mitmproxy import exceptions, http
-from mitmproxy import io as mio
+from mitmproxy import exceptions
 
-from usagefix.record import METADATA_KEY
-from usagefix.report import render_record
+from usagefix import cmd_diff
 
 __all__ = ["main"]
 
-
-def records(path: Path, *, everything: bool) -> Iterator[tuple[http.HTTPFlow, dict[str, Any]]]:
-    with path.open("rb") as f:
-        for flow in mio.FlowReader(f).stream():
-            if not isinstance(flow, http.HTTPFlow):
-                continue
-            rec = flow.metadata.get(METADATA_KEY)
-            if isinstance(rec, dict) and (everything or rec.get("status") == "rewritten"):
-                yield flow, rec
-
-
-def diff(paths: Sequence[Path], *, as_json: bool, everything: bool) -> int:
-    found = 0
-    for path in paths:
-        for flow, rec in records(path, everything=everything):
-            found += 1
-            if as_json:
-                row: dict[str, Any] = {"file": str(path), "flow_id": flow.id, "method": flow.request.method}
-                row |= {"url": flow.request.pretty_url, "comment": flow.comment, "record": rec}
-                print(json.dumps(row, ensure_ascii=False))
-            else:
-                print(f"== {flow.request.method} {flow.request.pretty_url}  [{path.name} {flow.id[:8]}]")
-                print(render_record(rec))
-    if not found and not as_json:
-        what = "records" if everything else "rewritten flows"
-        print(f"no {what} in {', '.join(map(str, paths))}", file=sys.stderr)
-    return 0
+COMMANDS = (cmd_diff,)
+"""The subcommands, in the order `usagefix --help` lists them."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,13 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="usagefix", description="Read usagefix records in mitmproxy flow files."
     )
     sub = ap.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("diff", help="print upstream vs client usage, with the rules that fired, per flow")
-    d.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a flow file written with -w")
-    d.add_argument("--json", action="store_true", help="one JSON object per flow, for machines")
-    d.add_argument("--all", action="store_true", help="every flow with a record, not only rewritten ones")
+    for command in COMMANDS:
+        command.add_parser(sub)
     args = ap.parse_args(argv)
     try:
-        return diff(args.files, as_json=args.json, everything=args.all)
+        status: int = args.run(args)
+        return status
     except BrokenPipeError:  # `usagefix diff FILE | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
