@@ -119,7 +119,7 @@ async def test_json_body_with_the_founding_bug_is_fixed_and_recorded() -> None:
                 "rewritten": '07208,"completion_tokens":370,"total_tokens":10757',
             }
         ]
-        assert f.comment == "prompt_tokens 1678→107208 +1 more · R1"
+        assert f.comment == "prompt 1678→107208 · R1"
 
 
 async def test_gzip_json_body_is_fixed_and_stays_gzip() -> None:

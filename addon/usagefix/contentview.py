@@ -11,7 +11,7 @@ from mitmproxy import contentviews, ctx
 
 from usagefix.record import METADATA_KEY
 from usagefix.report import render_record
-from usagefix.webcolumns import with_comment
+from usagefix.webcolumns import COMMENT, with_comment
 
 __all__ = ["CommentColumn", "UsageDiffContentview"]
 
@@ -53,8 +53,10 @@ class CommentColumn:
     def running(self) -> None:
         if "web_columns" not in ctx.options:
             return
-        from mitmproxy.tools.web.web_columns import AVAILABLE_WEB_COLUMNS
-
-        columns = with_comment(list(ctx.options.web_columns), AVAILABLE_WEB_COLUMNS)
+        try:
+            from mitmproxy.tools.web.web_columns import AVAILABLE_WEB_COLUMNS as available
+        except ImportError:  # a mitmweb that does not say which columns it has: it has these
+            available = [*ctx.options.default("web_columns"), COMMENT]
+        columns = with_comment(list(ctx.options.web_columns), available)
         if columns is not None:
             ctx.options.update(web_columns=columns)  # type: ignore[no-untyped-call]

@@ -31,7 +31,7 @@ _WORDS: dict[str, str] = {
     "incomplete_tail_bytes": "bytes of an unfinished event when the stream ended (never forwarded)",
     "invalid_usage": "a usage block that is not a valid one (a count that is not a number…): left alone",
     "negative_count": "a negative count (raised to 0, I4)",
-    "no_final_usage": "the stream ended without its final usage: unmeasured, not zero",
+    "no_final_usage": "the stream ended without its final usage: unmeasured",
     "oversize_events": "events over usage_max_event_bytes, forwarded untouched and not parsed",
     "reasoning_exceeds_completion": "reasoning tokens above completion_tokens, and the total does not "
     "say which is right: left alone",

@@ -291,11 +291,22 @@ def _show(v: Any) -> str:
 # Totals follow from the other counts: the comment leads with a count that changed for its own sake.
 _TOTALS = ("total_tokens", "totalTokenCount", "totalTokens")
 COMMENT_MAX = 72
-"""The longest comment: it has to be read in the flow list's Comment column, and in one log line."""
+"""The longest comment (an error's): mitmweb's Comment column is 150 pixels wide, about 20
+characters, before the user widens it; the numbers come first so that they are what shows."""
 
 
 def _clip(text: str, limit: int = COMMENT_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(field: str) -> str:
+    """`prompt_tokens` → `prompt`, `prompt_tokens_details.cached_tokens` → `cached`,
+    `totalTokenCount` → `total`: the column has room for a word and two numbers."""
+    leaf = field.rsplit(".", 1)[-1]
+    for suffix in ("_tokens", "TokenCount", "Tokens"):
+        if leaf.endswith(suffix):
+            return leaf.removesuffix(suffix) or leaf
+    return leaf
 
 
 def _rule_ids(rec: UsageRecord) -> str:
@@ -305,18 +316,17 @@ def _rule_ids(rec: UsageRecord) -> str:
 
 
 def summary(rec: UsageRecord) -> str:
-    """One line for `flow.comment`, short enough for mitmweb's Comment column: the numbers first
-    (`prompt_tokens 1678→107208 +1 more · R1`: the first changed field, how many more changed, the
-    rules), then nothing the column title already says. The record holds the rest."""
+    """One line for `flow.comment`, the numbers first: `prompt 1678→107208 · R1` (the first
+    changed count, totals last, then the rules). Nothing the column title already says; the usage
+    diff view has the rest."""
     if rec.status == "rewritten":
         diff = flat_diff(rec.upstream_usage, rec.emitted_usage)
         diff.sort(key=lambda d: d[0].rsplit(".", 1)[-1] in _TOTALS)  # stable: upstream's order else
-        head = f"{diff[0][0]} {_show(diff[0][1])}→{_show(diff[0][2])}" if diff else "usage rewritten"
-        more = f" +{len(diff) - 1} more" if len(diff) > 1 else ""
+        head = f"{_short(diff[0][0])} {_show(diff[0][1])}→{_show(diff[0][2])}" if diff else "usage rewritten"
         rules = _rule_ids(rec)
-        return _clip(head + more + (f" · {rules}" if rules else ""))
+        return _clip(head + (f" · {rules}" if rules else ""))
     if rec.status == "unchanged":
-        return "usage correct · unchanged"
+        return "usage correct"
     if rec.status == "unmeasured":
         if rec.error:
             return _clip(f"unmeasured · cut off ({rec.error})")

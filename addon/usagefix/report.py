@@ -15,9 +15,10 @@ from usagefix.record import flat_diff
 
 __all__ = ["WIDTH", "impact", "render_record"]
 
-WIDTH = 96
-"""Lines are wrapped to this width: mitmweb clips a long line at the pane's edge (the reason of a
-rule was the part a user could not see)."""
+WIDTH = 78
+"""Lines are wrapped to this width: mitmweb clips a long line at the edge of its detail pane (half
+of a 1400-pixel window holds about 80 characters), and the reason of a rule was the part a user
+could not see."""
 
 _CANONICAL = (
     "input_total",
@@ -137,6 +138,12 @@ _FROM_CANONICAL: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 
 
+_START = (
+    "(start): the upstream's last usage block left the count out; this is what its message_start"
+    " said, carried over to the client by replacement, never added (R4)"
+)
+
+
 def _usage_rows(rec: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     upstream, emitted = rec.get("upstream_usage"), rec.get("emitted_usage")
     changed = {k for k, _, _ in flat_diff(upstream, emitted)}
@@ -151,7 +158,7 @@ def _usage_rows(rec: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         if start is not None:
             # The last delta left it out; the stream said it in message_start.
             x = f"{start} (start)"
-            mark = "◀ carried from message_start" if str(start) == _cell(b.get(k)) else "◀ changed"
+            mark = "◀ carried" if str(start) == _cell(b.get(k)) else "◀ changed"
         rows.append((k, x, _cell(b.get(k)), mark))
     return rows
 
@@ -176,7 +183,10 @@ def render_record(rec: Mapping[str, Any], *, money: str | None = None, notes: Se
     lines += [ln for note in notes for ln in _wrap(note)]
 
     if rec.get("upstream_usage") is not None or rec.get("emitted_usage") is not None:
-        lines += ["", *_table(_usage_rows(rec))]
+        rows = _usage_rows(rec)
+        lines += ["", *_table(rows)]
+        if any(x.endswith("(start)") for _, x, _, _ in rows):
+            lines += _wrap(_START)
 
     before, after = rec.get("usage_before"), rec.get("usage_after")
     if before or after:
