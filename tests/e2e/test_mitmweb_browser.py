@@ -73,6 +73,13 @@ def test_mitmweb_in_a_browser_shows_the_comment_column_and_the_usage_diff(tmp_pa
                 expect(diff).to_contain_text("R1: cache reads were left out of prompt_tokens")
                 expect(page.get_by_text("usage diff", exact=True).first).to_be_visible()
                 page.screenshot(path=str(tmp_path / "usage-diff.png"))
+                # Anthropic R4: the upstream column says what message_start said, not "—".
+                page.locator("tr", has=page.locator("td.col-path", has_text="/v1/messages")).first.click()
+                page.get_by_text("Response", exact=True).first.click()
+                r4 = page.locator("pre, .codeeditor, .contentview").filter(has_text="usage field").first
+                expect(r4).to_contain_text("9511 (start)")
+                expect(r4).to_contain_text("carried over from message_start")
+                page.screenshot(path=str(tmp_path / "usage-diff-r4.png"))
             finally:
                 browser.close()
     finally:
