@@ -7,8 +7,8 @@ without installation.
 from mitmproxy import contentviews
 
 from usagefix.addon import UsageFix
-from usagefix.contentview import UsageDiffContentview
+from usagefix.contentview import CommentColumn, UsageDiffContentview
 
 contentviews.add(UsageDiffContentview)
 
-addons = [UsageFix()]
+addons = [UsageFix(), CommentColumn()]

@@ -119,7 +119,7 @@ async def test_json_body_with_the_founding_bug_is_fixed_and_recorded() -> None:
                 "rewritten": '07208,"completion_tokens":370,"total_tokens":10757',
             }
         ]
-        assert f.comment.startswith("usagefix: prompt_tokens 1678→107208, total_tokens 2048→107578 (R1:")
+        assert f.comment == "prompt 1678→107208 · R1"
 
 
 async def test_gzip_json_body_is_fixed_and_stays_gzip() -> None:
@@ -353,7 +353,7 @@ async def test_server_replayed_stream_is_rewritten_in_response() -> None:
 def test_script_exports_the_addon() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(Path(__file__).parent.parent / "addon" / "normalize_usage.py"))
-        assert [type(a).__name__ for a in module.addons] == ["UsageFix"]
+        assert [type(a).__name__ for a in module.addons] == ["UsageFix", "CommentColumn"]
 
 
 # -- re-normalizing a saved flow (`mitmdump -nr IN -s addon -w OUT`) changes nothing -------------

@@ -116,7 +116,7 @@ def test_log_lines_name_the_flow(monkeypatch: pytest.MonkeyPatch, caplog: pytest
         assert run_stream(addon, f, [FOUNDING_SSE]) == FOUNDING_SSE
     failed = [r.getMessage() for r in caplog.records if "rewriter failed" in r.getMessage()]
     assert failed and all(f.request.pretty_url in m for m in failed)
-    assert f"POST {f.request.pretty_url}: usagefix: passed through untouched" in caplog.text
+    assert f"usagefix: POST {f.request.pretty_url}: passed through untouched" in caplog.text
 
 
 def test_an_event_ending_in_crlf_cr_reaches_the_client_though_the_upstream_dies_after_it() -> None:

@@ -88,7 +88,7 @@ async def test_cli_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["diff", "--json", str(path)]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["record"]["usage_after"]["input_total"] == 107208
-    assert row["comment"].startswith("usagefix: prompt_tokens 1678→107208")
+    assert row["comment"] == "prompt 1678→107208 · R1"
 
 
 def test_cli_reports_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

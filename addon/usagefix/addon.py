@@ -517,7 +517,7 @@ class UsageFix:
         if record.anomalies or record.status == "passthrough_error":
             flow.marked = ":warning:"
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
-        log("%s: %s", _where(flow), flow.comment)
+        log("usagefix: %s: %s", _where(flow), flow.comment)
 
 
 def _saveable(record: UsageRecord) -> dict[str, Any]:

@@ -9,23 +9,29 @@ import sys
 from collections.abc import Sequence
 
 from mitmproxy import exceptions
+from mitmproxy.version import VERSION
 
-from usagefix import cmd_diff
+from usagefix import __version__, cmd_diff, cmd_doctor
 
 __all__ = ["main"]
 
-COMMANDS = (cmd_diff,)
+COMMANDS = (cmd_diff, cmd_doctor)
 """The subcommands, in the order `usagefix --help` lists them."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="usagefix", description="Read usagefix records in mitmproxy flow files."
+        prog="usagefix", description="Read the usagefix records in mitmproxy flow files; check the setup."
     )
-    sub = ap.add_subparsers(dest="command", required=True)
+    version = f"usagefix {__version__} (mitmproxy {VERSION}, Python {sys.version.split()[0]})"
+    ap.add_argument("--version", action="version", version=version)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
     args = ap.parse_args(argv)
+    if args.command is None:  # `usagefix` alone: what it can do
+        ap.print_help()
+        return 0
     try:
         status: int = args.run(args)
         return status

@@ -1,59 +1,229 @@
-"""`usagefix diff`: upstream vs client usage, with the rules that fired, per flow.
+"""`usagefix diff`: upstream vs client usage, with the rules that fired, per flow, and a summary.
 
-usagefix diff FILE [FILE ...]          rewritten flows: upstream vs client usage, with the rules
-usagefix diff --all FILE               every flow with a record, whatever its status
+usagefix diff FILE|DIR [...]           rewritten (and unmeasured, failed) flows, then a summary table
+usagefix diff --all FILE               every flow with a record, the unchanged ones too
 usagefix diff --json FILE              the same facts as JSON, one object per flow
+usagefix diff --model 'claude-*' --host api.example.com --rule R1 --status rewritten --since 2h DIR
+
+A directory stands for every `*.mitm` directly inside it. A file that cannot be read is named in
+one line (and the exit status is 2); the others are still shown.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from mitmproxy import http
+from mitmproxy import exceptions, http
 from mitmproxy import io as mio
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from usagefix.record import METADATA_KEY
+from usagefix.dialects import model_from_path
+from usagefix.diffview import Filters, FlowRow, parse_since, summarize
+from usagefix.record import METADATA_KEY, Status
 from usagefix.report import render_record
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = sub.add_parser("diff", help="print upstream vs client usage, with the rules that fired, per flow")
-    d.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a flow file written with -w")
+    d = sub.add_parser(
+        "diff",
+        help="print upstream vs client usage, with the rules that fired, per flow, and a summary",
+        description="Upstream vs client usage per flow, with the rules that fired, and a summary "
+        "per model and upstream. Unchanged flows (usage already correct) are counted, not shown.",
+    )
+    d.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="a flow file written with -w, or a directory of them",
+    )
     d.add_argument("--json", action="store_true", help="one JSON object per flow, for machines")
-    d.add_argument("--all", action="store_true", help="every flow with a record, not only rewritten ones")
-    d.set_defaults(run=lambda args: diff(args.files, as_json=args.json, everything=args.all))
+    d.add_argument("--all", action="store_true", help="show the unchanged flows too")
+    d.add_argument(
+        "--model", action="append", default=[], metavar="GLOB", help="only these models (repeatable)"
+    )
+    d.add_argument("--host", action="append", default=[], metavar="GLOB", help="only these upstream hosts")
+    d.add_argument(
+        "--rule", action="append", default=[], metavar="ID", help="only flows where this rule fired (R1)"
+    )
+    d.add_argument(
+        "--status", action="append", default=[], choices=get_args(Status), help="only flows of this status"
+    )
+    d.add_argument("--since", metavar="WHEN", help="only flows since: 30m, 2h, 1d, or an ISO time (UTC)")
+    d.set_defaults(run=run)
 
 
-def records(path: Path, *, everything: bool) -> Iterator[tuple[http.HTTPFlow, dict[str, Any]]]:
-    with path.open("rb") as f:
-        for flow in mio.FlowReader(f).stream():
-            if not isinstance(flow, http.HTTPFlow):
-                continue
-            rec = flow.metadata.get(METADATA_KEY)
-            if isinstance(rec, dict) and (everything or rec.get("status") == "rewritten"):
-                yield flow, rec
+def run(args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as e:
+        print(f"usagefix: --since: {e}", file=sys.stderr)
+        return 2
+    filters = Filters(
+        models=tuple(args.model),
+        hosts=tuple(args.host),
+        rules=tuple(args.rule),
+        statuses=tuple(args.status),
+        since=since,
+        everything=args.all,
+    )
+    return diff(args.files, filters, as_json=args.json)
 
 
-def diff(paths: Sequence[Path], *, as_json: bool, everything: bool) -> int:
-    found = 0
-    for path in paths:
-        for flow, rec in records(path, everything=everything):
-            found += 1
-            if as_json:
-                row: dict[str, Any] = {"file": str(path), "flow_id": flow.id, "method": flow.request.method}
-                row |= {"url": flow.request.pretty_url, "comment": flow.comment, "record": rec}
-                print(json.dumps(row, ensure_ascii=False))
-            else:
-                print(f"== {flow.request.method} {flow.request.pretty_url}  [{path.name} {flow.id[:8]}]")
-                print(render_record(rec))
-    if not found and not as_json:
-        what = "records" if everything else "rewritten flows"
-        print(f"no {what} in {', '.join(map(str, paths))}", file=sys.stderr)
-    return 0
+def expand(path: Path) -> list[Path]:
+    """A file as it is; a directory as the `*.mitm` files directly inside it (OSError if none)."""
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob("*.mitm"))
+    if not found:
+        raise OSError(f"{path}: no *.mitm files in this directory")
+    return found
+
+
+def _expanded(path: Path) -> list[Path] | list[OSError]:
+    try:
+        return expand(path)
+    except OSError as e:
+        return [e]
+
+
+def _unreversed(value: Any) -> Any:
+    """mitmproxy's tnetstring files give dicts back in reverse order: put them back."""
+    if isinstance(value, dict):
+        return {k: _unreversed(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_unreversed(v) for v in value]
+    return value
+
+
+def _model(flow: http.HTTPFlow) -> str | None:
+    try:
+        body = json.loads(flow.request.get_content(strict=False) or b"")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("model"), str):
+        return str(body["model"])
+    return model_from_path(flow.request.path)
+
+
+def to_row(path: Path, flow: http.HTTPFlow, rec: dict[str, Any]) -> FlowRow:
+    req, resp = flow.request, flow.response
+    default_port = {"http": 80, "https": 443}.get(req.scheme)
+    host = req.pretty_host if req.port == default_port else f"{req.pretty_host}:{req.port}"
+    latency = None
+    if resp is not None and resp.timestamp_end is not None and req.timestamp_start:
+        latency = round((resp.timestamp_end - req.timestamp_start) * 1000, 1)
+    return FlowRow(
+        file=str(path),
+        flow_id=flow.id,
+        method=req.method,
+        url=req.pretty_url,
+        host=host,
+        model=_model(flow),
+        started=req.timestamp_start or None,
+        http_status=resp.status_code if resp is not None else None,
+        latency_ms=latency,
+        comment=flow.comment,
+        record=_unreversed(rec),
+    )
+
+
+def rows(path: Path) -> Iterator[FlowRow]:
+    """The flows with a record in one file. Raises OSError naming the file when it is not a flow
+    file, or where it stops being one."""
+    read = 0
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise OSError(f"{path}: {e.strerror or e}") from None
+    with f:
+        head = f.peek(16)[:16] if hasattr(f, "peek") else b""
+        try:
+            for flow in mio.FlowReader(f).stream():
+                read += 1
+                rec = flow.metadata.get(METADATA_KEY)
+                if isinstance(flow, http.HTTPFlow) and isinstance(rec, dict):
+                    yield to_row(path, flow, rec)
+        except exceptions.FlowReadException:
+            if not read and not re.match(rb"\d+:", head):
+                raise OSError(f"{path}: not a mitmproxy flow file") from None
+            raise OSError(f"{path}: unreadable after flow {read}") from None
+
+
+def _when(row: FlowRow) -> str:
+    if row.started is None:
+        return "time unknown"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row.started))
+
+
+def _facts(row: FlowRow) -> str:
+    status = f"HTTP {row.http_status}" if row.http_status is not None else "no response"
+    latency = f"{row.latency_ms:,.0f} ms" if row.latency_ms is not None else "latency unknown"
+    return f"model {row.model or '?'} · {_when(row)} · {status} · {latency}"
+
+
+def _summary_table(selected: list[FlowRow]) -> Table:
+    table = Table(title="summary", title_justify="left")
+    for name in ("model", "upstream"):
+        table.add_column(name)
+    for name in ("responses", "rewritten", "unmeasured", "tokens as received", "as corrected"):
+        table.add_column(name, justify="right")
+    groups = summarize(selected)
+    for i, g in enumerate(groups):
+        cells = (g.model, g.upstream, str(g.responses), str(g.rewritten), str(g.unmeasured))
+        table.add_row(*cells, str(g.received), str(g.corrected), end_section=i == len(groups) - 2)
+    return table
+
+
+def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool) -> int:
+    out = Console(highlight=False, soft_wrap=True)
+    # Piped or redirected, rich assumes 80 columns: too few for the summary's seven.
+    wide = out if out.is_terminal else Console(highlight=False, width=120)
+    failed = 0
+    selected: list[FlowRow] = []
+    hidden = 0
+    for path in (p for given in paths for p in _expanded(given)):
+        if isinstance(path, OSError):
+            failed += 1
+            print(f"usagefix: {path}", file=sys.stderr)
+            continue
+        try:
+            for row in rows(path):
+                if not filters.selects(row):
+                    continue
+                selected.append(row)
+                if not filters.shows(row):
+                    hidden += 1
+                elif as_json:
+                    print(json.dumps(row.as_json(), ensure_ascii=False), flush=False)
+                else:
+                    where = escape(f"[{Path(row.file).name} {row.flow_id[:8]}]")
+                    out.print(f"[bold]== {escape(row.method)} {escape(row.url)}[/]  [dim]{where}[/]")
+                    out.print(_facts(row), style="dim", markup=False)
+                    out.print(render_record(row.record), markup=False)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            failed += 1
+            print(f"usagefix: {e}", file=sys.stderr)
+    if as_json:
+        return 2 if failed else 0
+    if hidden:
+        flows = "flow" if hidden == 1 else "flows"
+        out.print(f"{hidden} unchanged {flows} not shown; --all", markup=False)
+    if selected:
+        wide.print(_summary_table(selected))
+    elif not failed:
+        print(f"no matching records in {', '.join(map(str, paths))}", file=sys.stderr)
+    return 2 if failed else 0

@@ -288,20 +288,49 @@ def _show(v: Any) -> str:
     return "∅" if v is None else str(v)
 
 
+# Totals follow from the other counts: the comment leads with a count that changed for its own sake.
+_TOTALS = ("total_tokens", "totalTokenCount", "totalTokens")
+COMMENT_MAX = 72
+"""The longest comment (an error's): mitmweb's Comment column is 150 pixels wide, about 20
+characters, before the user widens it; the numbers come first so that they are what shows."""
+
+
+def _clip(text: str, limit: int = COMMENT_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(field: str) -> str:
+    """`prompt_tokens` → `prompt`, `prompt_tokens_details.cached_tokens` → `cached`,
+    `totalTokenCount` → `total`: the column has room for a word and two numbers."""
+    leaf = field.rsplit(".", 1)[-1]
+    for suffix in ("_tokens", "TokenCount", "Tokens"):
+        if leaf.endswith(suffix):
+            return leaf.removesuffix(suffix) or leaf
+    return leaf
+
+
+def _rule_ids(rec: UsageRecord) -> str:
+    ids = list(dict.fromkeys(r.rule for r in rec.rules))
+    shown = [i for i in ids if i != "I3"] or ids  # I3 (a total raised) only when it is all there is
+    return "+".join(shown)
+
+
 def summary(rec: UsageRecord) -> str:
-    """One line for `flow.comment`."""
+    """One line for `flow.comment`, the numbers first: `prompt 1678→107208 · R1` (the first
+    changed count, totals last, then the rules). Nothing the column title already says; the usage
+    diff view has the rest."""
     if rec.status == "rewritten":
-        diff = ", ".join(
-            f"{k} {_show(x)}→{_show(y)}" for k, x, y in flat_diff(rec.upstream_usage, rec.emitted_usage)
-        )
-        why = "; ".join(f"{r.rule}: {r.reason}" for r in rec.rules if r.rule != "I3")
-        return f"usagefix: {diff or 'usage rewritten'}" + (f" ({why})" if why else "")
+        diff = flat_diff(rec.upstream_usage, rec.emitted_usage)
+        diff.sort(key=lambda d: d[0].rsplit(".", 1)[-1] in _TOTALS)  # stable: upstream's order else
+        head = f"{_short(diff[0][0])} {_show(diff[0][1])}→{_show(diff[0][2])}" if diff else "usage rewritten"
+        rules = _rule_ids(rec)
+        return _clip(head + (f" · {rules}" if rules else ""))
     if rec.status == "unchanged":
-        return "usagefix: usage correct, unchanged"
+        return "usage correct"
     if rec.status == "unmeasured":
         if rec.error:
-            return f"usagefix: unmeasured, cut off ({rec.error})"
-        return "usagefix: unmeasured, the response carried no usage"
+            return _clip(f"unmeasured · cut off ({rec.error})")
+        return "unmeasured · no usage in the response"
     if rec.status == "undecodable_encoding":
-        return f"usagefix: {rec.error}"
-    return f"usagefix: passed through untouched after an error ({rec.error})"
+        return _clip(f"untouched · {rec.error}")
+    return _clip(f"passed through untouched · error: {rec.error}")

@@ -6,12 +6,19 @@ any version of the addon can be read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from usagefix.legend import MARK, describe
 from usagefix.record import flat_diff
 
-__all__ = ["render_record"]
+__all__ = ["WIDTH", "impact", "render_record"]
+
+WIDTH = 78
+"""Lines are wrapped to this width: mitmweb clips a long line at the edge of its detail pane (half
+of a 1400-pixel window holds about 80 characters), and the reason of a rule was the part a user
+could not see."""
 
 _CANONICAL = (
     "input_total",
@@ -63,22 +70,123 @@ def _flat(d: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def render_record(rec: Mapping[str, Any]) -> str:
-    """The record as text: upstream and client usage side by side, the rules, the anomalies."""
+def _wrap(text: str, indent: str = "  ", more: str = "    ") -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=more, break_on_hyphens=False)
+
+
+def _signed(n: int) -> str:
+    return f"−{-n}" if n < 0 else str(n)
+
+
+def _consumer(u: Mapping[str, Any]) -> dict[str, int]:
+    """What a standard consumer computes from a canonical snapshot, by the name it bills by. The
+    uncached input is left unclamped: a block whose cache reads exceed its prompt gives a negative
+    count downstream, which is the point."""
+    out: dict[str, int] = {}
+    if isinstance(u.get("input_total"), int):
+        out["input"] = u["input_total"]
+        cached = [u[k] for k in ("cache_read", "cache_write") if isinstance(u.get(k), int)]
+        if cached:
+            out["uncached input"] = u["input_total"] - sum(cached)
+    if isinstance(u.get("output_total"), int):
+        out["output"] = u["output_total"]
+    if isinstance(u.get("total"), int):
+        out["total"] = u["total"]
+    return out
+
+
+def impact(rec: Mapping[str, Any], money: str | None = None) -> str | None:
+    """One line: the tokens a standard consumer of the dialect computes from the upstream's block
+    and from the client's (only the counts that differ), or None when a record has neither.
+
+    `money` is the same comparison in money, worded by whoever prices it (`cost $-0.31 → $0.03`):
+    appended as it is. Prices are not this module's business.
+    """
+    before, after = rec.get("usage_before"), rec.get("usage_after")
+    if not isinstance(after, Mapping) or not rec.get("final_seen", True):
+        return None
+    a, b = _consumer(before if isinstance(before, Mapping) else {}), _consumer(after)
+    changed = [(k, a.get(k), b[k]) for k in b if a.get(k) != b[k]]
+    if changed:
+        parts = ", ".join(f"{k} {'—' if x is None else _signed(x)} → {y}" for k, x, y in changed)
+        text = f"impact (tokens a standard consumer computes, upstream → client): {parts}"
+        if any(x is not None and x < 0 for _, x, _ in changed):
+            text += " (negative: a negative cost downstream)"
+    elif any(r.get("rule") == "R4" for r in rec.get("rules") or []):
+        text = (
+            "impact: none for a consumer that merges message_start into the last delta (the Anthropic"
+            " SDK); one that reads the last usage block alone now gets message_start's counts, not none"
+        )
+    else:
+        text = "impact: none: a standard consumer computes the same tokens from both blocks"
+    return text + (f"; {money}" if money else "")
+
+
+# Anthropic's keys, from the canonical reading of the whole stream: what message_start said for
+# a count a message_delta left out (R4 carries it over, by replacement).
+_FROM_CANONICAL: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "cache_read_input_tokens": lambda u: u.get("cache_read"),
+    "cache_creation_input_tokens": lambda u: u.get("cache_write"),
+    "cache_creation.ephemeral_5m_input_tokens": lambda u: u.get("cache_write_5m"),
+    "cache_creation.ephemeral_1h_input_tokens": lambda u: u.get("cache_write_1h"),
+    "output_tokens": lambda u: u.get("output_total"),
+    "input_tokens": lambda u: (
+        u["input_total"] - (u.get("cache_read") or 0) - (u.get("cache_write") or 0)
+        if isinstance(u.get("input_total"), int)
+        else None
+    ),
+}
+
+
+_START = (
+    "(start): the upstream's last usage block left the count out; this is what its message_start"
+    " said, carried over to the client by replacement, never added (R4)"
+)
+
+
+def _usage_rows(rec: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    upstream, emitted = rec.get("upstream_usage"), rec.get("emitted_usage")
+    changed = {k for k, _, _ in flat_diff(upstream, emitted)}
+    a, b = _flat(upstream), _flat(emitted)
+    r4 = any(r.get("rule") == "R4" for r in rec.get("rules") or [])
+    before = rec.get("usage_before") if isinstance(rec.get("usage_before"), Mapping) else None
+    rows = [("usage field", "upstream", "client", "")]
+    for k in sorted({*a, *b}, key=_order):
+        x, mark = _cell(a.get(k)), "◀ changed" if k in changed else ""
+        carried = r4 and before is not None and a.get(k) is None and k in _FROM_CANONICAL
+        start = _FROM_CANONICAL[k](before) if carried and before is not None else None
+        if start is not None:
+            # The last delta left it out; the stream said it in message_start.
+            x = f"{start} (start)"
+            mark = "◀ carried" if str(start) == _cell(b.get(k)) else "◀ changed"
+        rows.append((k, x, _cell(b.get(k)), mark))
+    return rows
+
+
+def render_record(rec: Mapping[str, Any], *, money: str | None = None, notes: Sequence[str] = ()) -> str:
+    """The record as text: the impact, upstream and client usage side by side, the rules, the
+    anomalies in words.
+
+    `money` (see `impact`) and `notes` (lines such as the session and cost, from the ledger) go
+    at the top, under the impact line; without them the view shows tokens only.
+    """
     status = rec.get("status", "?")
     kind = "streamed" if rec.get("streamed") else "JSON body"
     lines = [f"usagefix: {status} ({rec.get('dialect', '?')}, {kind})"]
     if rec.get("error"):
-        lines.append(f"  error: {rec['error']}")
+        lines += _wrap(f"error: {rec['error']}")
+    if status == "passthrough_error":
+        lines += _wrap(f"passed through untouched: {MARK}")
+    said = impact(rec, money)
+    if said:
+        lines += _wrap(said)
+    lines += [ln for note in notes for ln in _wrap(note)]
 
-    upstream, emitted = rec.get("upstream_usage"), rec.get("emitted_usage")
-    if upstream is not None or emitted is not None:
-        changed = {k for k, _, _ in flat_diff(upstream, emitted)}
-        a, b = _flat(upstream), _flat(emitted)
-        rows = [("usage field", "upstream", "client", "")]
-        for k in sorted({*a, *b}, key=_order):
-            rows.append((k, _cell(a.get(k)), _cell(b.get(k)), "◀ changed" if k in changed else ""))
+    if rec.get("upstream_usage") is not None or rec.get("emitted_usage") is not None:
+        rows = _usage_rows(rec)
         lines += ["", *_table(rows)]
+        if any(x.endswith("(start)") for _, x, _, _ in rows):
+            lines += _wrap(_START)
 
     before, after = rec.get("usage_before"), rec.get("usage_after")
     if before or after:
@@ -98,10 +206,10 @@ def render_record(rec: Mapping[str, Any]) -> str:
         lines += ["", "rules:"]
         for r in rules:
             changes = ", ".join(f"{k} {v[0]}→{v[1]}" for k, v in (r.get("changes") or {}).items())
-            lines.append(f"  {r.get('rule')}: {r.get('reason')}" + (f" ({changes})" if changes else ""))
+            lines += _wrap(f"{r.get('rule')}: {r.get('reason')}" + (f" ({changes})" if changes else ""))
     anomalies = rec.get("anomalies") or []
     if anomalies:
-        lines += ["", "anomalies:", *(f"  {a}" for a in anomalies)]
+        lines += ["", f"anomalies ({MARK}):", *(ln for a in anomalies for ln in _wrap(describe(str(a))))]
     if not rec.get("final_seen", True):
         lines += ["", "final usage not seen: the numbers are unknown (unmeasured), not zero"]
     return "\n".join(lines) + "\n"

@@ -50,7 +50,7 @@ def test_openai_json_founding_bug_is_fixed(proxy: Proxy, upstream: Upstream) -> 
     f = last_flow(proxy, n)
     assert f.metadata["usagefix"]["status"] == "rewritten"
     assert f.response is not None and f.response.content == golden("openai_chat/fix-founding-bug.client.json")
-    assert "prompt_tokens 1678→107208" in f.comment
+    assert f.comment == "prompt 1678→107208 · R1"
 
 
 def test_openai_stream_is_fixed_and_arrives_incrementally(proxy: Proxy, upstream: Upstream) -> None:

@@ -210,7 +210,7 @@ def test_mitmweb_shows_the_usage_diff(recordings: dict[str, Path], tmp_path: Pat
                 time.sleep(0.2)
             assert "usage diff" in c.get(f"{base}/state", params=params).json()["contentViews"]
             for f in flows:
-                assert f["comment"].startswith("usagefix: prompt_tokens 1678→107208")
+                assert f["comment"] == "prompt 1678→107208 · R1"
                 view = c.get(f"{base}/flows/{f['id']}/response/content/auto.json", params=params).json()
                 assert view["view_name"] == "usage diff"
                 assert "R1: cache reads were left out of prompt_tokens" in view["text"]
