@@ -5,7 +5,6 @@ Rule IDs are those of the usage-semantics reference (R1 the founding bug, I1/I2 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from usagefix.exchange import ExchangeFacts
+from usagefix.price_models import _resolve
 from usagefix.price_overrides import PriceOverride, PriceOverrides
 from usagefix.pricing import SOURCE, _reading_cost, price_exchange
 from usagefix.usage import CanonicalUsage
@@ -468,25 +468,16 @@ def test_cost_after_is_never_negative_and_unknown_usage_is_never_priced(
     assert (unmeasured.before, unmeasured.after) == (None, None) and "unpriced" in unmeasured.flags
 
 
-def test_a_thousand_exchanges_price_in_well_under_a_second_once_resolved() -> None:
-    price(
-        facts(),
-        dialect="openai_chat",
-        model="claude-sonnet-4-5-20250929",
-        before=FOUNDING_BEFORE,
-        after=FOUNDING_AFTER,
-    )
-    start = time.perf_counter()
-    for _ in range(1000):
-        price(
-            facts(),
-            dialect="openai_chat",
-            model="claude-sonnet-4-5-20250929",
-            before=FOUNDING_BEFORE,
-            after=FOUNDING_AFTER,
-        )
-    elapsed = time.perf_counter() - start
-    # About 0.5 s on an idle core (nearly all of it genai-prices' calc_price); the bound leaves
-    # room for a machine shared with other work. Without the resolution cache, each exchange
-    # would first scan genai-prices' models for the misses of the chain.
-    assert elapsed < 3, elapsed
+def test_a_thousand_exchanges_resolve_their_model_once() -> None:
+    # Each exchange of a loop names the same model at the same upstream: the chain runs once, so
+    # pricing costs genai-prices' calc_price and our rate arithmetic only (about 0.5 ms an
+    # exchange on an idle core: see the README's Prices section; not timed here, on a shared
+    # machine under coverage tracing).
+    def one() -> Any:
+        return price(facts(), dialect="openai_chat", model="claude-sonnet-4-5-20250929",
+                     before=FOUNDING_BEFORE, after=FOUNDING_AFTER)  # fmt: skip
+
+    first = one()
+    misses = _resolve.cache_info().misses
+    assert all(one() == first for _ in range(1000))
+    assert _resolve.cache_info().misses == misses
