@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
-from usagefix.price_overrides import PriceOverrideError, PriceOverrides, load_price_overrides
+from usagefix.price_overrides import (
+    PriceOverrideError,
+    PriceOverrides,
+    load_price_overrides,
+    overrides_from_option,
+)
 
 GOOD = """\
 # Names a gateway gives models, and what they are.
@@ -118,3 +123,17 @@ def test_the_option_refuses_a_bad_file_in_one_line_wherever_its_value_comes_from
     good = write(tmp_path, GOOD)
     assert check_value(option, str(good)) == str(good)
     assert check_value(option, None) is None and check_value(option, "") == ""
+
+
+def test_the_readmes_example_file_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("--set usage_prices=FILE`:\n\n```toml\n", 1)[1].split("```", 1)[0]
+    table = load_price_overrides(write(tmp_path, example))
+    glm = table.match("127.0.0.1", 4000, "glm-4.6")
+    assert len(table.price) == 3 and glm is not None and glm.provider == "zai"
+
+
+def test_the_options_value_gives_the_table(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert overrides_from_option(str(path)) == load_price_overrides(path)
+    assert overrides_from_option(None) is None and overrides_from_option("") is None

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from genai_prices import Usage, calc_price
+from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import TieredPrices
 from hypothesis import given
@@ -481,3 +481,10 @@ def test_a_thousand_exchanges_resolve_their_model_once() -> None:
     misses = _resolve.cache_info().misses
     assert all(one() == first for _ in range(1000))
     assert _resolve.cache_info().misses == misses
+
+
+def test_prices_come_from_the_bundled_data_never_an_update() -> None:
+    # genai-prices' auto-update (UpdatePrices) would fetch prices from GitHub: never started.
+    price(after=FOUNDING_AFTER)
+    assert get_snapshot().from_auto_update is False
+    assert data_snapshot._custom_snapshot is None

@@ -32,7 +32,13 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["PriceOverride", "PriceOverrideError", "PriceOverrides", "load_price_overrides"]
+__all__ = [
+    "PriceOverride",
+    "PriceOverrideError",
+    "PriceOverrides",
+    "load_price_overrides",
+    "overrides_from_option",
+]
 
 
 class PriceOverride(BaseModel):
@@ -149,3 +155,9 @@ def load_price_overrides(path: Path) -> PriceOverrides:
             where = ".".join(loc) + (f" (line {line})" if line else "")
             problems.append(f"{where}: {err['msg']}")
         raise PriceOverrideError(f"{path}: " + "; ".join(problems)) from e
+
+
+def overrides_from_option(value: str | None) -> PriceOverrides | None:
+    """The table the `usage_prices` option names (`~` expanded), or None when it names none.
+    The option's own check (usagefix.options) has refused a bad file before this is called."""
+    return load_price_overrides(Path(value).expanduser()) if value else None
