@@ -206,6 +206,9 @@ def test_writes_without_their_ttl_split_are_priced_at_five_minutes_and_flagged()
     orphan = CanonicalUsage(input_total=10, cache_write_1h=700, output_total=5)
     plain = CanonicalUsage(input_total=10, output_total=5)
     assert price(before=orphan, after=orphan).after == price(after=plain).after
+    # A model with one write price for every TTL: the TTL changes nothing, nothing is flagged.
+    openai = facts("api.openai.com", 443, "https", "/v1/chat/completions")
+    assert price(openai, dialect="openai_chat", model="gpt-5", before=unsplit, after=unsplit).flags == ()
     # No writes at all: nothing unknown.
     assert price(after=CanonicalUsage(input_total=10, cache_write=0, output_total=5)).flags == ()
 

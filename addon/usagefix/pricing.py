@@ -88,10 +88,11 @@ def price_exchange(
     before = after = None
     if resolved is not None:
         when = datetime.fromtimestamp(facts.ts_start, UTC)
+        prices = resolved.model.get_prices(when)
         if usage_after is not None:
-            after = _calc(usage_after, resolved, when, flags)
+            after = _calc(usage_after, resolved, prices, when, flags)
         if usage_before is not None:
-            before = _reading_cost(usage_before, resolved.model.get_prices(when), flags)
+            before = _reading_cost(usage_before, prices, flags)
     if after is None:
         flags.append("unpriced")
     return Costs(
@@ -108,19 +109,21 @@ def price_exchange(
     )
 
 
-def _counts(u: CanonicalUsage, flags: list[str]) -> dict[str, int | None]:
+def _counts(u: CanonicalUsage, prices: ModelPrice, flags: list[str]) -> dict[str, int | None]:
     """`u` in genai-prices' units (inclusive, 1:1: usage-semantics §6.2, §8.1).
 
     Cache writes are priced by TTL (Claude Code writes with the 1h TTL, which costs 60% more
     than 5m's: pricing them all at 5m under-counts it). When the split is unknown, or does not
     add up to the writes, the writes it does not cover are priced at the 5m rate (genai-prices'
-    `cache_write_mtok`, Anthropic's default TTL) and flagged `cache_ttl_unknown`.
+    `cache_write_mtok`, Anthropic's default TTL), flagged `cache_ttl_unknown` where the model
+    has a 1h price (elsewhere the TTL changes nothing).
     """
     write, w5, w1 = u.cache_write, u.cache_write_5m, u.cache_write_1h
     if write is None:
         w5 = w1 = None  # parts of writes no headline counts are not in the input either (ingest)
     elif write and (w5 or 0) + (w1 or 0) != write:
-        flags.append("cache_ttl_unknown")
+        if prices.cache_write_1h_mtok is not None:
+            flags.append("cache_ttl_unknown")
         if (w5 or 0) + (w1 or 0) > write:
             w5 = w1 = None  # a split larger than the writes it splits says nothing reliable
     return {
@@ -134,9 +137,11 @@ def _counts(u: CanonicalUsage, flags: list[str]) -> dict[str, int | None]:
     }
 
 
-def _calc(u: CanonicalUsage, resolved: Resolved, when: datetime, flags: list[str]) -> Decimal | None:
+def _calc(
+    u: CanonicalUsage, resolved: Resolved, prices: ModelPrice, when: datetime, flags: list[str]
+) -> Decimal | None:
     """genai-prices' price of a corrected reading; None when it is still inconsistent (I1, I2)."""
-    counts = _counts(u, flags)
+    counts = _counts(u, prices, flags)
     if u.unattributed:
         flags.append("unattributed_unpriced")  # tokens of no known kind: nobody has a price for them
     try:
@@ -189,7 +194,7 @@ def _reading_cost(u: CanonicalUsage, prices: ModelPrice, flags: list[str]) -> De
     Reasoning is billed inside output unless the model prices it apart (as genai-prices does).
     The tier is chosen by the reading's own input total, as its consumer would see it.
     """
-    counts = _counts(u, flags)
+    counts = _counts(u, prices, flags)
     rates: dict[str, Decimal] = {}
     for key, price_key in _PRICE_KEY.items():
         price = getattr(prices, price_key)
