@@ -12,9 +12,10 @@ Pure: the glue (addon.py) declares the options from `OPTIONS` and reports what t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
+from pathlib import Path
 from typing import Literal
 
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
@@ -58,6 +59,15 @@ class Option:
     """What a value may be, in words, for the error messages."""
     minimum: int | None = None
     maximum: int | None = None
+    load: Callable[[Path], object] | None = None
+    """For a path: reads and validates the file (raising `ValueError` with one line), so a bad
+    file is refused wherever the value comes from, as a bad value is."""
+
+
+def _load_prices(path: Path) -> object:
+    from usagefix.price_overrides import load_price_overrides  # genai-prices' data, only if used
+
+    return load_price_overrides(path)
 
 
 OPTIONS: dict[str, Option] = {
@@ -87,6 +97,15 @@ OPTIONS: dict[str, Option] = {
             None,
             "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
             "the path of a TOML file, or empty for none",
+        ),
+        Option(
+            "usage_prices",
+            "path",
+            None,
+            "A TOML file of price overrides: which genai-prices model (and provider, context window) "
+            "a model name means, for names the price table does not know or knows under another.",
+            "the path of a TOML file, or empty for none",
+            load=_load_prices,
         ),
         Option(
             "usage_max_saved_body_bytes",
@@ -140,6 +159,11 @@ def check_value(option: Option, value: object) -> Value:
         return value
     if value is not None and not isinstance(value, str):
         raise _bad(option, value, "is not a path")
+    if value and option.load is not None:
+        try:
+            option.load(Path(value).expanduser())
+        except ValueError as e:
+            raise OptionError(f"{option.name}: {e}") from None
     return value
 
 
