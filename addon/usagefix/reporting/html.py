@@ -109,8 +109,8 @@ def _cost_chart(groups: Sequence[Group]) -> str:
             title = f"{_label(g)}: cost {kind} {dollars(v)}"
             if v is None:
                 parts.append(
-                    f'<text x="{x0 + j * bar:.1f}" y="{y(Decimal(0)) - 4:.1f}">'
-                    f"<title>{escape(title)}</title>?</text>"
+                    f'<text class="unpriced" x="{x0:.1f}" y="{y(Decimal(0)) - 4 - 12 * j:.1f}">'
+                    f"<title>{escape(title)}</title>unpriced</text>"
                 )
                 continue
             top, height = min(y(v), y(Decimal(0))), abs(y(v) - y(Decimal(0)))
