@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from usagefix.reporting import build_report, render_html
-
 from test_reporting import ALL
+from usagefix.reporting import build_report, render_html
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As root, on a machine with no network: no sandbox, and no background connections to refuse.
