@@ -11,7 +11,18 @@ from mitmproxy import exceptions, hooks, optmanager
 from mitmproxy.test import taddons
 
 from usagefix.addon import _TYPESPECS, UsageFix
-from usagefix.options import OPTIONS, Option, OptionError, SetStrings, check_deferred, check_value, parse_set
+from usagefix.options import (
+    _TOKEN,
+    OPTIONS,
+    Option,
+    OptionError,
+    SetStrings,
+    _split,
+    check_deferred,
+    check_value,
+    header_names,
+    parse_set,
+)
 from usagefix.profiles import ProfileError, load_profiles
 
 SPELLINGS = [
@@ -39,7 +50,11 @@ def assert_same_as_mitmproxy(option: Option, values: tuple[str, ...]) -> None:
     try:
         ours = parse_set(option, values)
     except OptionError:
-        # The one refusal of ours mitmproxy does not make: a bound below the addon's minimum.
+        # The refusals of ours mitmproxy does not make: a bound below the addon's minimum, and a
+        # header option's value that is no list of header names.
+        if option.kind == "header":
+            assert isinstance(theirs, str) and not all(map(_TOKEN.fullmatch, _split(theirs)))
+            return
         assert option.minimum is not None and isinstance(theirs, int) and theirs < option.minimum
         return
     assert ours == theirs and type(ours) is type(theirs)
@@ -79,7 +94,7 @@ def test_the_messages_name_the_option_the_value_and_what_is_accepted() -> None:
         "usage_max_event_bytes: 'abc' is not an integer (bytes, from 4096 to 268435456)",
         "usage_max_event_byte: no such option (did you mean usage_max_event_bytes?)",
         "usage_colour: no such option (usagefix has usage_max_event_bytes, usage_max_saved_body_bytes, "
-        "usage_prices, usage_profiles, usage_redact_secrets, usage_request_stream_usage)",
+        "usage_prices, usage_profiles, usage_redact_secrets, usage_request_stream_usage, usage_session_header)",
         "usage_profiles: set 2 times ('a.toml', 'b.toml'); set it once",
     ]
 
@@ -117,6 +132,17 @@ def test_typed_values_from_a_config_file_are_checked_too() -> None:
         "usage_profiles: 12 is not a path (the path of a TOML file, or empty for none)",
     ]
     assert check_value(OPTIONS["usage_profiles"], None) is None
+
+
+def test_the_session_header_option_takes_header_names() -> None:
+    option = OPTIONS["usage_session_header"]
+    assert parse_set(option, ("X-My-Run-Id, x-other",)) == "X-My-Run-Id, x-other"
+    assert header_names("X-My-Run-Id, x-other,") == ("X-My-Run-Id", "x-other")
+    assert header_names(None) == () and header_names("") == ()
+    assert check_value(option, None) is None
+    for bad in ("a b", "x:y", 7):
+        with pytest.raises(OptionError, match="usage_session_header: .* is not a list of header names"):
+            check_value(option, bad)
 
 
 def test_a_deferred_bad_value_is_refused_when_the_addon_registers() -> None:

@@ -47,7 +47,7 @@ __all__ = ["UsageFix"]
 
 logger = logging.getLogger(__name__)
 
-_TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str]}  # noqa: UP045 (mitmproxy's)
+_TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str], "header": Optional[str]}  # noqa: UP045 (mitmproxy's)
 
 
 def _unparsed(value: object) -> object:

@@ -12,6 +12,7 @@ Pure: the glue (addon.py) declares the options from `OPTIONS` and reports what t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -32,6 +33,7 @@ __all__ = [
     "check_deferred",
     "check_value",
     "parse_set",
+    "header_names",
 ]
 
 PREFIX = "usage_"
@@ -45,7 +47,7 @@ MAX_EVENT_BYTES = 256 * 1024 * 1024
 # this size: LLM streams are a few MB at most; one past it is saved without its body.
 DEFAULT_MAX_SAVED_BODY_BYTES = 64 * 1024 * 1024
 
-Kind = Literal["bool", "int", "path"]
+Kind = Literal["bool", "int", "path", "header"]
 Value = bool | int | str | None
 
 
@@ -117,6 +119,14 @@ OPTIONS: dict[str, Option] = {
             minimum=0,
         ),
         Option(
+            "usage_session_header",
+            "header",
+            None,
+            "Request headers (comma-separated) that name a session, read before the generic session "
+            "keys (x-session-id, x-litellm-session-id, ...): e.g. X-My-Run-Id.",
+            "header names separated by commas, or empty for none",
+        ),
+        Option(
             "usage_request_stream_usage",
             "bool",
             False,
@@ -157,6 +167,12 @@ def check_value(option: Option, value: object) -> Value:
         if option.maximum is not None and value > option.maximum:
             raise _bad(option, value, "is too large")
         return value
+    if option.kind == "header":
+        if value is not None and (
+            not isinstance(value, str) or not all(map(_TOKEN.fullmatch, _split(value)))
+        ):
+            raise _bad(option, value, "is not a list of header names")
+        return value
     if value is not None and not isinstance(value, str):
         raise _bad(option, value, "is not a path")
     if value and option.load is not None:
@@ -165,6 +181,19 @@ def check_value(option: Option, value: object) -> Value:
         except ValueError as e:
             raise OptionError(f"{option.name}: {e}") from None
     return value
+
+
+# An HTTP header name (RFC 9110 `token`).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _split(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def header_names(value: Value) -> tuple[str, ...]:
+    """The header names a `header` option's value lists, in order (none for None or empty)."""
+    return tuple(_split(value)) if isinstance(value, str) else ()
 
 
 def parse_set(option: Option, values: tuple[str, ...]) -> Value:
@@ -195,6 +224,8 @@ def parse_set(option: Option, values: tuple[str, ...]) -> Value:
         except ValueError:
             raise _bad(option, text, "is not an integer") from None
         return check_value(option, number)
+    if option.kind == "header":
+        return check_value(option, text)
     return text
 
 

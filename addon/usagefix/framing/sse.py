@@ -234,4 +234,7 @@ def _data_line(whole: bytes, part: bytes) -> bytes:
     """The data line `whole` (with its line ending) carrying `part` instead, in the same style."""
     line = whole.rstrip(b"\r\n")
     value = line.partition(b":")[2]
-    return (b"data: " if value.startswith(b" ") else b"data:") + part + whole[len(line) :]
+    # A reader strips one space after the colon, so data that itself begins with a space needs
+    # the spaced prefix whatever the old line had, or its first space would be lost.
+    spaced = value.startswith(b" ") or part.startswith(b" ")
+    return (b"data: " if spaced else b"data:") + part + whole[len(line) :]

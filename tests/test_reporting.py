@@ -1,0 +1,298 @@
+"""`usagefix report`'s pure half: sums over steps, context from the last main-lane step, unpriced
+never $0, the JSON shape, the CSV, the terminal table, and the command's wiring."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import sys
+import types
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from usagefix import cli
+from usagefix.exchange import ExchangeRow
+from usagefix.reporting import build_report, money, print_report, render_html, report_json, rows_csv
+from usagefix.reporting.aggregate import Context
+from usagefix.reporting.export import CSV_COLUMNS
+from usagefix.reporting.terminal import context_cell, dollars
+
+DAY = 1_780_000_000.0  # 2026-05-28
+
+
+def usage(
+    inp: int, out: int, read: int | None = None, write: int | None = None, reasoning: int | None = None
+) -> dict[str, Any]:
+    return {"input_total": inp, "cache_read": read, "cache_write": write, "cache_write_5m": None, "cache_write_1h": write,
+            "output_total": out, "reasoning": reasoning, "unattributed": None}  # fmt: skip
+
+
+def row(i: int, **kw: Any) -> ExchangeRow:
+    base: dict[str, Any] = dict(
+        id=f"ex{i:03d}", ts_start=DAY + i, ts_end=DAY + i + 0.5, client="claude-code", user_agent="claude-cli/2.1.90",
+        upstream_host="api.anthropic.com", path="/v1/messages", dialect="anthropic",
+        model_requested="claude-sonnet-4-5", model_reported="claude-sonnet-4-5-20250929", status_code=200,
+        streamed=True, final_seen=True, usagefix_status="unchanged", rules=(), anomalies=(),
+        usage_before=usage(100, 10), usage_after=usage(100, 10), session_key="claude:S1", session_source="header",
+        lane="main", parent_lane=None, parent_exchange_id=None, response_id=f"msg_{i}", previous_response_id=None,
+        cost_before=Decimal("0.001"), cost_after=Decimal("0.001"), cost_provider=None, price_match="url",
+        price_model_id="claude-sonnet-4-5", price_source="genai-prices 0.2.3", context_window=200_000,
+    )  # fmt: skip
+    base.update(kw)
+    return ExchangeRow(**base)
+
+
+# A Claude Code loop: 3 main steps (1h cache writes, then reads) and one subagent step; a
+# founding-bug chat session whose "before" cost is negative; an unpriced model; an unmeasured step.
+LOOP = [
+    row(
+        1,
+        usage_after=usage(12_000, 300, read=0, write=11_000),
+        cost_after=Decimal("0.0462"),
+        cost_before=Decimal("0.0462"),
+    ),
+    row(
+        2,
+        usage_after=usage(12_800, 250, read=11_000, write=700),
+        cost_after=Decimal("0.0112"),
+        cost_before=Decimal("0.0112"),
+    ),
+    row(
+        3,
+        lane="agent-1",
+        parent_lane="main",
+        usage_after=usage(90_000, 900),
+        cost_after=Decimal("0.2835"),
+        cost_before=Decimal("0.2835"),
+    ),
+    row(
+        4,
+        usage_after=usage(13_500, 400, read=12_500, write=500, reasoning=120),
+        cost_after=Decimal("0.0117"),
+        cost_before=Decimal("0.0117"),
+    ),
+]
+FOUNDING = row(
+    10, session_key="fp:abc", session_source="tool_call", client=None, dialect="openai_chat", upstream_host="cliproxy.local",
+    model_requested="claude-sonnet-4-5", model_reported=None, usagefix_status="rewritten", rules=("R1",),
+    usage_before=usage(1678, 370, read=105_530), usage_after=usage(107_208, 370, read=105_530),
+    cost_before=Decimal("-0.2850684"), cost_after=Decimal("0.0421134"), context_window=None,
+)  # fmt: skip
+UNPRICED = row(20, session_key="codex:T", session_source="header", client="codex", model_reported="mystery-1",
+               usage_after=usage(50, 5), cost_before=None, cost_after=None, context_window=None)  # fmt: skip
+UNMEASURED = row(21, session_key="codex:T", client="codex", usage_before=None, usage_after=None, cost_before=None, cost_after=None,
+                 status_code=502, usagefix_status="unmeasured", lane="main")  # fmt: skip
+ALL = [*LOOP, FOUNDING, UNPRICED, UNMEASURED]
+
+
+def test_session_cost_is_the_sum_and_context_is_the_last_main_step() -> None:
+    report = build_report(ALL)
+    claude = next(g for g in report.groups if g.key == "claude:S1")
+    assert claude.steps == 4 and claude.lanes == ("main", "agent-1")
+    assert claude.cost_after == Decimal("0.0462") + Decimal("0.0112") + Decimal("0.2835") + Decimal("0.0117")
+    assert claude.tokens == {
+        "input": 128_300,
+        "cache_read": 23_500,
+        "cache_write": 12_200,
+        "output": 1_850,
+        "reasoning": 120,
+    }
+    # The last main-lane step, not the subagent's bigger input, not the sum; peak is separate.
+    assert claude.context == Context(13_500, 200_000, "claude-sonnet-4-5-20250929", 13_500)
+    assert claude.context.percent == pytest.approx(6.75)
+
+
+def test_the_founding_bug_shows_a_negative_before_cost_and_no_guessed_window() -> None:
+    fp = next(g for g in build_report(ALL).groups if g.key == "fp:abc")
+    assert fp.cost_before == Decimal("-0.2850684") and fp.cost_after == Decimal("0.0421134")
+    assert fp.tokens_before["input"] == 1678 and fp.tokens["input"] == 107_208
+    assert fp.context.window is None and fp.context.percent is None
+    assert context_cell(fp.context) == "107,208 (window unknown)"
+    assert fp.source == "tool_call" and fp.models == ("claude-sonnet-4-5",)
+
+
+def test_unpriced_is_null_never_zero_and_unmeasured_steps_are_not_summed() -> None:
+    codex = next(g for g in build_report(ALL).groups if g.key == "codex:T")
+    assert codex.steps == 2 and codex.unpriced_steps == 1 and codex.unmeasured_steps == 1
+    assert codex.cost_after is None and codex.cost_before is None
+    assert codex.tokens["input"] == 50 and codex.tokens["cache_read"] is None
+    # One unpriced step makes the total unpriced too: a partial sum is no total.
+    assert build_report(ALL).totals.cost_after is None
+    assert build_report([UNMEASURED]).totals.cost_after is None
+    assert build_report([]).totals.tokens == dict.fromkeys(
+        ("input", "cache_read", "cache_write", "output", "reasoning")
+    )
+
+
+def test_json_has_exactly_the_issue_keys_and_decimal_strings() -> None:
+    out = report_json(build_report(ALL))
+    assert set(out) == {"sessions", "totals"} and set(out["totals"]) == {"tokens", "cost_usd"}
+    keys = {"session", "source", "client", "steps", "lanes", "models", "tokens", "cost_usd", "context"}
+    assert all(set(s) == keys for s in out["sessions"])
+    claude = out["sessions"][0]
+    assert (
+        claude["session"] == "claude:S1" and claude["steps"] == 4 and claude["lanes"] == ["main", "agent-1"]
+    )
+    assert claude["cost_usd"] == {"before": "0.3526", "after": "0.3526", "provider": None}
+    assert claude["context"] == {"tokens": 13_500, "window": 200_000, "model": "claude-sonnet-4-5-20250929"}
+    assert set(claude["tokens"]) == {"input", "cache_read", "cache_write", "output", "reasoning"}
+    assert out["sessions"][1]["cost_usd"]["before"] == "-0.2850684"
+    assert out["totals"]["cost_usd"] == {"before": None, "after": None, "provider": None}
+    assert json.loads(json.dumps(out)) == out  # plain JSON
+    priced = report_json(build_report(LOOP))
+    assert priced["totals"]["cost_usd"]["after"] == "0.3526"
+
+
+def test_provider_cost_is_summed_beside_ours_and_money_is_never_in_exponent_form() -> None:
+    rows = [row(1, cost_provider=Decimal("0.0000001")), row(2, cost_provider=Decimal("0.25"))]
+    assert report_json(build_report(rows))["totals"]["cost_usd"]["provider"] == "0.2500001"
+    assert money(Decimal("1E-7")) == "0.0000001" and money(None) is None
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**5), st.booleans()), min_size=1, max_size=12)
+)
+def test_sum_over_steps_and_last_step_context_for_any_loop(steps: list[tuple[int, int, bool]]) -> None:
+    rows = [row(i, usage_after=usage(inp, out), lane="main" if main else "sub", cost_after=Decimal(inp) / 10**6)
+            for i, (inp, out, main) in enumerate(steps)]  # fmt: skip
+    (group,) = build_report(rows).groups
+    assert group.tokens["input"] == sum(s[0] for s in steps) and group.tokens["output"] == sum(
+        s[1] for s in steps
+    )
+    assert group.cost_after == sum((Decimal(s[0]) / 10**6 for s in steps), Decimal(0))
+    mains = [s[0] for s in steps if s[2]]
+    assert group.context.tokens == (mains[-1] if mains else None)
+    assert group.context.peak == (max(mains) if mains else None)
+
+
+def test_grouping_by_model_host_and_day_and_the_filters() -> None:
+    by_model = report_json(build_report(ALL, by="model"))
+    assert by_model["by"] == "model" and {g["key"] for g in by_model["groups"]} == {
+        "claude-sonnet-4-5-20250929",
+        "claude-sonnet-4-5",
+        "mystery-1",
+    }
+    by_host = build_report(ALL, by="host")
+    assert [g.key for g in by_host.groups] == ["api.anthropic.com", "cliproxy.local"] and by_host.groups[
+        0
+    ].sessions == 2
+    assert [g.key for g in build_report(ALL, by="day").groups] == ["2026-05-28"]
+    assert build_report(ALL, since=DAY + 10).totals.steps == 3
+    assert build_report(ALL, model="MYSTERY").totals.steps == 1
+    assert build_report(ALL, host="cliproxy").totals.steps == 1
+    # An exchange without a session is a group of its own.
+    lone = [row(1, session_key=None, session_source=None), row(2, session_key=None, session_source=None)]
+    assert [g.key for g in build_report(lone).groups] == [None, None]
+    assert report_json(build_report(lone))["sessions"][0]["source"] is None
+
+
+def test_csv_has_one_row_per_exchange_with_otel_names() -> None:
+    text = rows_csv(ALL)
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert len(table) == len(ALL) and tuple(table[0]) == CSV_COLUMNS
+    for name in (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.conversation.id",
+    ):
+        assert name in CSV_COLUMNS
+    founding = next(r for r in table if r["usagefix.exchange.id"] == "ex010")
+    assert (
+        founding["gen_ai.usage.input_tokens"] == "107208"
+        and founding["usagefix.before.gen_ai.usage.input_tokens"] == "1678"
+    )
+    assert (
+        founding["usagefix.cost.before_usd"] == "-0.2850684"
+        and founding["gen_ai.conversation.id"] == "fp:abc"
+    )
+    unmeasured = next(r for r in table if r["usagefix.exchange.id"] == "ex021")
+    assert unmeasured["gen_ai.usage.input_tokens"] == "" and unmeasured["usagefix.cost.after_usd"] == ""
+
+
+def render(report: Any) -> str:
+    console = Console(file=io.StringIO(), width=400, color_system=None)
+    print_report(report, console)
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_terminal_table_has_before_after_columns_a_total_row_and_unpriced() -> None:
+    text = render(build_report(ALL))
+    for needle in ("Cost before", "Cost after", "Input before", "Input after", "Total", "unpriced", "-$0.2851",
+                   "tool_call (inferred)", "13,500 / 200,000", "(6.8%)", "claude-sonnet-4-5-20250929", "1 step(s) unpriced", "1 step(s) without usage"):  # fmt: skip
+        assert needle in text, needle
+    other = render(build_report([*ALL, row(30, model_reported=None, model_requested=None)], by="model"))
+    assert "(unknown)" in other
+    other = render(build_report(ALL, by="host"))
+    assert "api.anthropic.com" in other and "Context" not in other
+    assert "(no session)" in render(build_report([row(1, session_key=None, session_source=None)]))
+    assert dollars(Decimal("12.34567")) == "$12.3457" and dollars(Decimal("0.0000004")) == "$0.000000"
+
+
+def test_html_is_self_contained() -> None:
+    page = render_html(build_report(ALL))
+    assert (
+        page.startswith("<!doctype html>") and 'id="cost-chart"' in page and 'class="context-chart"' in page
+    )
+    assert "http://" not in page and "https://" not in page and "<link" not in page and "src=" not in page
+    assert "window unknown" in page and "window 200,000" in page and 'class="n unpriced"' in page
+    assert "No sessions." in render_html(build_report([]))
+    lone = render_html(build_report([row(1, session_key=None, usage_after=None, cost_after=None)]))
+    assert "No main-lane steps with usage." in lone and "(no session) ex001" in lone
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Stand-ins for the ledger work's `read_rows(target)` and `rows_from_flows(paths)`."""
+    calls: dict[str, list[Any]] = {"ledger": [], "flows": []}
+    ledger = types.ModuleType("usagefix.ledger")
+    ledger.read_rows = lambda target: calls["ledger"].append(target) or LOOP  # type: ignore[attr-defined]
+    flowfacts = types.ModuleType("usagefix.flowfacts")
+    flowfacts.rows_from_flows = lambda paths: calls["flows"].append(list(paths)) or [*LOOP, FOUNDING]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "usagefix.ledger", ledger)
+    monkeypatch.setitem(sys.modules, "usagefix.flowfacts", flowfacts)
+    return calls
+
+
+def test_report_command_reads_each_kind_of_path(
+    tmp_path: Path, fake_sources: dict[str, list[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "usagefix.sqlite"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    flow = tmp_path / "run.mitm"
+    flow.write_bytes(b"5:hello,")
+    (tmp_path / "notes.txt").write_text("x")
+    assert cli.main(["report", "--json", str(db), str(flow), str(tmp_path), "postgresql://u@h/db"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["session"] for s in out["sessions"]] == ["claude:S1", "fp:abc"]  # each exchange once
+    assert fake_sources["ledger"] == [str(db), "postgresql://u@h/db"]
+    assert fake_sources["flows"] == [[flow], [flow]]
+    assert cli.main(["report", "--csv", "--since", "2026-05-28T00:00:00", str(flow)]) == 0
+    assert capsys.readouterr().out.count("\n") == 1 + 5
+    html = tmp_path / "r.html"
+    assert cli.main(["report", "--by", "model", "--html", str(html), str(flow)]) == 0
+    assert 'id="cost-chart"' in html.read_text() and "2 sessions" in capsys.readouterr().err
+    assert cli.main(["report", str(flow)]) == 0 and "Total" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path / "missing.sqlite")]) == 2
+    assert "no such ledger or flow file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["report", "--since", "yesterday", str(flow)])
+
+
+def test_a_row_type_stays_what_the_ledger_gives() -> None:
+    assert {f.name for f in dataclasses.fields(ExchangeRow)} >= {
+        "session_key",
+        "lane",
+        "cost_after",
+        "context_window",
+    }
