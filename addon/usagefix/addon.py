@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import weakref
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ from usagefix.record import (
 from usagefix.redaction import redact_headers, redact_path
 from usagefix.replayed import Recorded, RecordIndex
 from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.talk import Listener, Tally, banner, capture_path, live_line
 
 __all__ = ["UsageFix"]
 
@@ -236,6 +238,8 @@ class UsageFix:
         self.max_saved_body_bytes = DEFAULT_MAX_SAVED_BODY_BYTES
         self.redact_secrets = True
         self.request_stream_usage = False
+        self.log_lines = False
+        self._tally = Tally()
         self.profiles = ProfileSet()
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
@@ -275,6 +279,8 @@ class UsageFix:
             self.redact_secrets = ctx.options.usage_redact_secrets
         if "usage_request_stream_usage" in ours:
             self.request_stream_usage = ctx.options.usage_request_stream_usage
+        if "usage_log_lines" in ours:
+            self.log_lines = ctx.options.usage_log_lines
         self.profiles = profiles
         if "server_replay" in updated and hasattr(ctx.options, "server_replay"):
             self._replayed = _replay_records(ctx.options.server_replay)
@@ -410,7 +416,23 @@ class UsageFix:
         else:
             self._record_stream(flow, stream, cut_off=flow.error.msg if flow.error else "stream interrupted")
 
+    def running(self) -> None:
+        server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+        if not self.log_lines or server is None:
+            return
+        listeners = [
+            Listener(s.mode.type_name, s.mode.data, str(addr[0]), int(addr[1]))
+            for s in server.servers
+            for addr in s.listen_addrs[:1]  # the first of each server's (IPv4 and IPv6: one)
+        ]
+        if listeners:  # none with -n
+            capture = capture_path(ctx.options.save_stream_file, Path.cwd())
+            ca = os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem")
+            print("\n".join(banner(listeners, capture, ca)), flush=True)
+
     def done(self) -> None:
+        if self.log_lines:
+            logger.info(self._tally.summary())
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
         if self.redact_secrets:
             for flow in list(self._in_flight):
@@ -543,8 +565,19 @@ class UsageFix:
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
             flow.marked = ":warning:"
+        if self.log_lines:
+            self._tally.add(record)
+            code = flow.response.status_code if flow.response else None
+            logger.info(live_line(record, _model(flow), code))
+            return
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
         log("%s: %s", _where(flow), flow.comment)
+
+
+def _model(flow: http.HTTPFlow) -> str | None:
+    """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
+    body = _request_json(flow) or {}
+    return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
 
 
 def _forget_record(flow: http.HTTPFlow) -> None:
