@@ -51,6 +51,8 @@ def test_the_banner_says_the_mode_the_capture_and_what_to_paste() -> None:
         banner([Listener("socks5", "", "::", 1080)], "x", CA)[2]
         == "    export ALL_PROXY=socks5://127.0.0.1:1080"
     )
+    wireguard = banner([Listener("wireguard", "", "0.0.0.0", 51820)], "x", CA)
+    assert wireguard[2].startswith("    (connect clients with the WireGuard configuration")
     transparent = banner([Listener("transparent", "", "127.0.0.1", 8080)], "x", CA)
     assert transparent[2:] == [
         "    (no client setting in transparent mode: traffic is redirected to it; for HTTPS:)",

@@ -62,6 +62,8 @@ def _client_lines(lst: Listener, ca: str) -> list[str]:
         return [f"export HTTPS_PROXY=http://{host} HTTP_PROXY=http://{host}", trust]
     if lst.mode == "socks5":
         return [f"export ALL_PROXY=socks5://{host}", trust]
+    if lst.mode == "wireguard":
+        return ["(connect clients with the WireGuard configuration printed above; for HTTPS:)", trust]
     return [f"(no client setting in {lst.mode} mode: traffic is redirected to it; for HTTPS:)", trust]
 
 
