@@ -150,7 +150,10 @@ async def test_error_responses_pass_untouched(status: int) -> None:
         f = llm_flow(body, "application/json", status=status)
         await tctx.cycle(addon, f)
         assert f.response is not None and f.response.raw_content == body
-        assert "usagefix" not in f.metadata
+        rec = f.metadata["usagefix"]  # says what happened, claims nothing
+        assert (rec["status"], rec["final_seen"], rec["usage_after"]) == ("http_error", False, None)
+        assert rec["error"].startswith(f"the upstream answered HTTP {status} ")
+        assert f.comment == f"usagefix: {rec['error']}" and not f.marked
 
 
 async def test_loaded_flows_are_renormalized_idempotently() -> None:

@@ -93,8 +93,9 @@ def test_the_messages_name_the_option_the_value_and_what_is_accepted() -> None:
         "usage_request_stream_usage: 'True' is not a boolean (true or false)",
         "usage_max_event_bytes: 'abc' is not an integer (bytes, from 4096 to 268435456)",
         "usage_max_event_byte: no such option (did you mean usage_max_event_bytes?)",
-        "usage_colour: no such option (usagefix has usage_max_event_bytes, usage_max_saved_body_bytes, "
-        "usage_prices, usage_profiles, usage_redact_secrets, usage_request_stream_usage, usage_session_header)",
+        "usage_colour: no such option (usagefix has usage_log_lines, usage_max_event_bytes, "
+        "usage_max_saved_body_bytes, usage_prices, usage_profiles, usage_redact_secrets, "
+        "usage_request_stream_usage, usage_session_header)",
         "usage_profiles: set 2 times ('a.toml', 'b.toml'); set it once",
     ]
 

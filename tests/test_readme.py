@@ -30,3 +30,12 @@ def test_every_test_the_readme_names_exists() -> None:
         assert source.exists(), path
         if name is not None:
             assert re.search(rf"^(async )?def {name}\(", source.read_text(), re.M), f"{path}::{name}"
+
+
+def test_the_first_screen_shows_exactly_the_two_commands() -> None:
+    section = README.split("## Run it", 1)[1]
+    assert section.lstrip().startswith("Two commands do everything")
+    block = re.search(r"\n\n((?:    .*\n)+)", section)
+    assert block is not None
+    commands = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
+    assert commands == ["scripts/run", "scripts/test"]

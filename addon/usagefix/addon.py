@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import weakref
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy import io as mio
 from mitmproxy.addonmanager import Loader
 
 from usagefix.decoding import DecodeError, Decoder, make_decoder
@@ -35,13 +37,16 @@ from usagefix.record import (
     Status,
     UsageRecord,
     build_record,
+    http_error_record,
     minimal_record,
     read_prior,
     rebuild_upstream,
     summary,
 )
 from usagefix.redaction import redact_headers, redact_path
+from usagefix.replayed import Recorded, RecordIndex
 from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.talk import Listener, Tally, banner, capture_path, live_line
 
 __all__ = ["UsageFix"]
 
@@ -233,10 +238,14 @@ class UsageFix:
         self.max_saved_body_bytes = DEFAULT_MAX_SAVED_BODY_BYTES
         self.redact_secrets = True
         self.request_stream_usage = False
+        self.log_lines = False
+        self._tally = Tally()
         self.profiles = ProfileSet()
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+        self._replayed = RecordIndex()
+        """The records of the server-replay files, for the responses they serve."""
 
     def load(self, loader: Loader) -> None:
         for option in OPTIONS.values():
@@ -270,7 +279,11 @@ class UsageFix:
             self.redact_secrets = ctx.options.usage_redact_secrets
         if "usage_request_stream_usage" in ours:
             self.request_stream_usage = ctx.options.usage_request_stream_usage
+        if "usage_log_lines" in ours:
+            self.log_lines = ctx.options.usage_log_lines
         self.profiles = profiles
+        if "server_replay" in updated and hasattr(ctx.options, "server_replay"):
+            self._replayed = _replay_records(ctx.options.server_replay)
 
     # -- request -------------------------------------------------------------------------
 
@@ -295,6 +308,8 @@ class UsageFix:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
+        if flow.is_replay == "request":
+            _forget_record(flow)
         self._in_flight.add(flow)
         if self._is_llm(flow.request):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
@@ -375,6 +390,8 @@ class UsageFix:
                 # upstream's original anew (idempotent on a file written with the addon).
                 state = self._state(flow)
                 if state is not None:
+                    if flow.is_replay == "response":
+                        self._adopt_recorded(flow)
                     self._rewrite_whole(flow, state, recorded=True)
             elif state is not None and not resp.stream:
                 self._rewrite_whole(flow, state, recorded=False)
@@ -399,7 +416,23 @@ class UsageFix:
         else:
             self._record_stream(flow, stream, cut_off=flow.error.msg if flow.error else "stream interrupted")
 
+    def running(self) -> None:
+        server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+        if not self.log_lines or server is None:
+            return
+        listeners = [
+            Listener(s.mode.type_name, s.mode.data, str(addr[0]), int(addr[1]))
+            for s in server.servers
+            for addr in s.listen_addrs[:1]  # the first of each server's (IPv4 and IPv6: one)
+        ]
+        if listeners:  # none with -n
+            capture = capture_path(ctx.options.save_stream_file, Path.cwd())
+            ca = os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem")
+            print("\n".join(banner(listeners, capture, ca)), flush=True)
+
     def done(self) -> None:
+        if self.log_lines:
+            logger.info(self._tally.summary())
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.
         if self.redact_secrets:
             for flow in list(self._in_flight):
@@ -429,7 +462,11 @@ class UsageFix:
         """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
         resp = flow.response
         assert resp is not None
-        if not 200 <= resp.status_code < 300:
+        if not 200 <= resp.status_code < 300:  # the body passes untouched; the record says why
+            by = "server replay" if flow.is_replay == "response" else "the upstream"
+            profile = state.ctx.profile.name if state.ctx.profile else None
+            record = http_error_record(state.dialect.name, profile, resp.status_code, resp.reason, by)
+            self._record(flow, record)
             return
         media = _media_type(resp)
         framing = framing_for(state.dialect, media, flow.request.path)
@@ -487,6 +524,18 @@ class UsageFix:
             resp.content = new
         self._record(flow, record)
 
+    def _adopt_recorded(self, flow: http.HTTPFlow) -> None:
+        """A server-replayed response: the record it was saved with, to normalize it anew from the
+        upstream's original (the copy mitmproxy serves comes without it)."""
+        resp = flow.response
+        if resp is None or resp.raw_content is None or METADATA_KEY in flow.metadata:
+            return
+        found = self._replayed.find(
+            (flow.request.method, flow.request.path), (resp.status_code, resp.raw_content)
+        )
+        if found is not None:
+            flow.metadata[METADATA_KEY] = dict(found)
+
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
@@ -516,8 +565,48 @@ class UsageFix:
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
             flow.marked = ":warning:"
+        if self.log_lines:
+            self._tally.add(record)
+            code = flow.response.status_code if flow.response else None
+            logger.info(live_line(record, _model(flow), code))
+            return
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
         log("usagefix: %s: %s", _where(flow), flow.comment)
+
+
+def _model(flow: http.HTTPFlow) -> str | None:
+    """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
+    body = _request_json(flow) or {}
+    return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
+
+
+def _forget_record(flow: http.HTTPFlow) -> None:
+    """A client replay sends a recorded flow again: what was recorded of its old response (record,
+    comment, ⚠ mark) is not true of the new one, which gets a record of its own, or none when no
+    response comes. (Its backup, saved with it, keeps the old flow whole.)"""
+    if flow.metadata.pop(METADATA_KEY, None) is not None:
+        flow.comment = ""
+        if flow.marked == ":warning:":
+            flow.marked = ""
+
+
+def _replay_records(paths: object) -> RecordIndex:
+    """The records of the flows in the server-replay files (none if they cannot be read: mitmproxy
+    refuses such a file itself)."""
+    if not isinstance(paths, (list, tuple)) or not paths:
+        return RecordIndex()
+    try:
+        flows = mio.read_flows_from_paths([str(p) for p in paths])
+    except Exception:
+        return RecordIndex()
+    return RecordIndex.of(
+        Recorded((f.request.method, f.request.path), (f.response.status_code, f.response.raw_content), rec)
+        for f in flows
+        if isinstance(f, http.HTTPFlow)
+        and f.response is not None
+        and f.response.raw_content is not None
+        and isinstance(rec := f.metadata.get(METADATA_KEY), dict)
+    )
 
 
 def _saveable(record: UsageRecord) -> dict[str, Any]:

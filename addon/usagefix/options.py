@@ -127,6 +127,14 @@ OPTIONS: dict[str, Option] = {
             "header names separated by commas, or empty for none",
         ),
         Option(
+            "usage_log_lines",
+            "bool",
+            False,
+            "Say what the proxy does: a start banner (mode, capture, the lines to paste into a client), "
+            "one line per LLM response, and a summary at exit. scripts/run turns it on.",
+            "true or false",
+        ),
+        Option(
             "usage_request_stream_usage",
             "bool",
             False,

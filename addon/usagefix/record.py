@@ -23,6 +23,7 @@ __all__ = [
     "UsageRecord",
     "build_record",
     "flat_diff",
+    "http_error_record",
     "minimal_record",
     "read_prior",
     "rebuild_upstream",
@@ -32,7 +33,9 @@ __all__ = [
 METADATA_KEY = "usagefix"
 SCHEMA_VERSION = 1
 
-Status = Literal["rewritten", "unchanged", "unmeasured", "passthrough_error", "undecodable_encoding"]
+Status = Literal[
+    "rewritten", "unchanged", "unmeasured", "passthrough_error", "undecodable_encoding", "http_error"
+]
 
 
 class _Strict(BaseModel):
@@ -138,6 +141,22 @@ def minimal_record(
         final_seen=False,
         error=error,
         changes=list(changes),
+    )
+
+
+def http_error_record(
+    dialect: str, profile: str | None, status_code: int, reason: str, by: str
+) -> UsageRecord:
+    """The record of an LLM request answered with an error status (`by`: who answered): its body
+    passed untouched and no usage was read, so nothing is measured and nothing claimed (R7)."""
+    what = f"{status_code} {reason}".strip()
+    return UsageRecord(
+        dialect=dialect,
+        profile=profile,
+        streamed=False,
+        status="http_error",
+        final_seen=False,
+        error=f"{by} answered HTTP {what}: no usage read",
     )
 
 
@@ -331,6 +350,8 @@ def summary(rec: UsageRecord) -> str:
         if rec.error:
             return _clip(f"unmeasured · cut off ({rec.error})")
         return "unmeasured · no usage in the response"
+    if rec.status == "http_error":  # "HTTP 401 Unauthorized: no usage read"
+        return _clip(str(rec.error).removeprefix("the upstream answered "))
     if rec.status == "undecodable_encoding":
         return _clip(f"untouched · {rec.error}")
     return _clip(f"passed through untouched · error: {rec.error}")
