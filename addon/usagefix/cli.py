@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from mitmproxy import exceptions
 
-from usagefix import cmd_diff
+from usagefix import cmd_diff, cmd_ledger
 
 __all__ = ["main"]
 
-COMMANDS = (cmd_diff,)
+COMMANDS = (cmd_diff, cmd_ledger)
 """The subcommands, in the order `usagefix --help` lists them."""
 
 

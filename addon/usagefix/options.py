@@ -12,12 +12,14 @@ Pure: the glue (addon.py) declares the options from `OPTIONS` and reports what t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Literal
 
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.ledger import parse_target
+from usagefix.ledger.writer import SPOOL_MAX
 
 __all__ = [
     "DEFAULT_MAX_SAVED_BODY_BYTES",
@@ -58,6 +60,8 @@ class Option:
     """What a value may be, in words, for the error messages."""
     minimum: int | None = None
     maximum: int | None = None
+    parse: Callable[[str], object] | None = None
+    """For a path: what reads it (raising `ValueError` for a value it cannot be)."""
 
 
 OPTIONS: dict[str, Option] = {
@@ -105,6 +109,24 @@ OPTIONS: dict[str, Option] = {
             "record it, and remove it from what the client receives.",
             "true or false",
         ),
+        Option(
+            "usage_ledger",
+            "path",
+            "off",
+            "Write one row per LLM exchange to this ledger: a SQLite file path, a postgresql:// URL "
+            "(several proxies may share it), or off.",
+            "a file path, a postgresql:// URL, or off",
+            parse=parse_target,
+        ),
+        Option(
+            "usage_ledger_spool_rows",
+            "int",
+            SPOOL_MAX,
+            "How many ledger rows wait in memory while the ledger's database is unreachable; rows past "
+            "that are dropped, counted and logged (the flow file keeps them: usagefix ledger import).",
+            "rows, 0 or more",
+            minimum=0,
+        ),
     )
 }
 
@@ -140,6 +162,11 @@ def check_value(option: Option, value: object) -> Value:
         return value
     if value is not None and not isinstance(value, str):
         raise _bad(option, value, "is not a path")
+    if value is not None and option.parse is not None:
+        try:
+            option.parse(value)
+        except ValueError as e:
+            raise _bad(option, value, f"is not usable: {e}") from None
     return value
 
 
@@ -171,7 +198,7 @@ def parse_set(option: Option, values: tuple[str, ...]) -> Value:
         except ValueError:
             raise _bad(option, text, "is not an integer") from None
         return check_value(option, number)
-    return text
+    return check_value(option, text)
 
 
 def _unknown(name: str) -> OptionError:
