@@ -40,11 +40,17 @@ class SqliteStore:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; WAL keeps it sound
-            self._migrate()
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute(
+                    "PRAGMA synchronous = NORMAL"
+                )  # durable at each checkpoint; WAL keeps it sound
+                self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def _migrate(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")

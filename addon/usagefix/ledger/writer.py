@@ -130,7 +130,7 @@ class LedgerWriter[T]:
             except queue.Empty:
                 item = None
             if isinstance(item, _Marker):
-                self._write(deadline=time.monotonic() + 5.0 if item.stop else None)
+                self._write(force=True, deadline=time.monotonic() + 5.0 if item.stop else None)
                 if item.stop:
                     self._give_up()
                     self._close_store()
@@ -159,11 +159,11 @@ class LedgerWriter[T]:
             return
         self._spool.append(row)
 
-    def _write(self, *, deadline: float | None = None) -> None:
-        """Write spooled rows in batches; stop at the first failure (retried later, or until
-        `deadline` when shutting down)."""
+    def _write(self, *, force: bool = False, deadline: float | None = None) -> None:
+        """Write spooled rows in batches; stop at the first failure (retried after
+        `retry_seconds`, at once when `force`d by a flush, or until `deadline` at shutdown)."""
         while self._spool:
-            if self._store is None and not self._open(force=deadline is not None):
+            if self._store is None and not self._open(force=force):
                 if deadline is None or time.monotonic() >= deadline:
                     return
                 time.sleep(min(self.retry_seconds, 0.2))
