@@ -55,6 +55,16 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://usagefix@127.0.0.1:{self.port}/postgres"
 
+    def create_database(self) -> str:
+        """A new, empty database; its URL."""
+        import psycopg
+
+        self.databases = getattr(self, "databases", 0) + 1
+        name = f"t{self.databases}"
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
     def _run(self, args: list[str]) -> None:
         p = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
         if p.returncode != 0:

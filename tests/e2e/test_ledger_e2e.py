@@ -45,7 +45,7 @@ def client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0, timeout=20)
 
 
-def import_into(ledger: Path, *paths: Path) -> str:
+def import_into(ledger: Path | str, *paths: Path) -> str:
     p = subprocess.run(
         [str(USAGEFIX), "ledger", "import", *map(str, paths), "--ledger", str(ledger)],
         capture_output=True,
@@ -61,19 +61,32 @@ def test_every_exchange_becomes_one_row_and_the_flow_file_rebuilds_the_same_rows
 ) -> None:
     ledger, flows = tmp_path / "ledger.sqlite", tmp_path / "flows.mitm"
     proc, port = start_mitmdump(
-        ["--mode", f"reverse:{upstream.url}", "-s", SCRIPT, "-w", str(flows), "--set", f"usage_ledger={ledger}"],
+        [
+            "--mode",
+            f"reverse:{upstream.url}",
+            "-s",
+            SCRIPT,
+            "-w",
+            str(flows),
+            "--set",
+            f"usage_ledger={ledger}",
+        ],
         tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        upstream.scenario = Scenario(body=(GOLDEN / "openai_chat/fix-founding-bug.upstream.json").read_bytes())
+        upstream.scenario = Scenario(
+            body=(GOLDEN / "openai_chat/fix-founding-bug.upstream.json").read_bytes()
+        )
         client(url).chat.completions.create(model="claude-sonnet-4-5", messages=MESSAGES)  # type: ignore[arg-type]
         body = (GOLDEN / "openai_chat/fix-founding-bug-stream.upstream.sse").read_bytes()
         upstream.scenario = Scenario(body=body, content_type="text/event-stream", chunks=awkward_cuts(body))
         stream = client(url).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
         assert [c for c in stream]
         # Cut off mid-stream by the upstream.
-        upstream.scenario = Scenario(body=body, content_type="text/event-stream", chunks=awkward_cuts(body), cut_after=12)
+        upstream.scenario = Scenario(
+            body=body, content_type="text/event-stream", chunks=awkward_cuts(body), cut_after=12
+        )
         with httpx.Client(timeout=20) as c, pytest.raises(httpx.RemoteProtocolError):
             with c.stream("POST", url + "/v1/chat/completions", json={"model": "m", "stream": True}) as r:
                 for _ in r.iter_raw():
@@ -89,7 +102,9 @@ def test_every_exchange_becomes_one_row_and_the_flow_file_rebuilds_the_same_rows
     assert len(live) == 4, (live, (tmp_path / "mitmdump.log").read_text())
     by_status = {r.usagefix_status: r for r in live}
     assert set(by_status) == {"rewritten", "unmeasured", "untouched"} and len({r.id for r in live}) == 4
-    json_row, stream_row = sorted((r for r in live if r.usagefix_status == "rewritten"), key=lambda r: r.ts_start)
+    json_row, stream_row = sorted(
+        (r for r in live if r.usagefix_status == "rewritten"), key=lambda r: r.ts_start
+    )
     assert not json_row.streamed and stream_row.streamed and json_row.model_requested == "claude-sonnet-4-5"
     assert json_row.usage_before is not None and json_row.usage_before["input_total"] == 1678
     assert json_row.usage_after is not None and json_row.usage_after["input_total"] == 107208
@@ -114,7 +129,16 @@ def test_kill_9_loses_at_most_the_rows_in_flight_and_leaves_a_readable_ledger(
 ) -> None:
     ledger, flows = tmp_path / "ledger.sqlite", tmp_path / "flows.mitm"
     proc, port = start_mitmdump(
-        ["--mode", f"reverse:{upstream.url}", "-s", SCRIPT, "-w", str(flows), "--set", f"usage_ledger={ledger}"],
+        [
+            "--mode",
+            f"reverse:{upstream.url}",
+            "-s",
+            SCRIPT,
+            "-w",
+            str(flows),
+            "--set",
+            f"usage_ledger={ledger}",
+        ],
         tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
