@@ -3,11 +3,13 @@ an HTTP error), `kill -9` leaves a readable file, and importing the flow file gi
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,8 +43,20 @@ def wait_rows(ledger: Path, count: int, timeout: float = 10.0) -> list[ExchangeR
         time.sleep(0.1)
 
 
+CLIENTS: list[openai.OpenAI] = []
+
+
 def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0, timeout=20)
+    c = openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0, timeout=20)
+    CLIENTS.append(c)
+    return c
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while CLIENTS:
+        CLIENTS.pop().close()
 
 
 def import_into(ledger: Path | str, *paths: Path) -> str:
@@ -166,3 +180,35 @@ def test_kill_9_loses_at_most_the_rows_in_flight_and_leaves_a_readable_ledger(
     after = rows(ledger)
     in_file = [f.id for f in iter_flows([flows])]
     assert {r.id for r in survived} <= {r.id for r in after} == set(in_file)
+
+
+def test_scripts_run_writes_the_ledger_and_a_ledger_of_the_callers_replaces_it(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "mine.sqlite"
+    log = tmp_path / "run.log"
+    args = [
+        str(ROOT / "scripts" / "run"),
+        "--upstream",
+        upstream.url,
+        "--set",
+        f"confdir={tmp_path / 'conf'}",
+    ]
+    args += ["-p", "0", "-w", str(tmp_path / "flows.mitm"), "--set", f"usage_ledger={ledger}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120  # a first run may set up .venv
+        while not (m := re.search(r"listening at 127\.0\.0\.1:(\d+)", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        upstream.scenario = Scenario(
+            body=(GOLDEN / "openai_chat/fix-founding-bug.upstream.json").read_bytes()
+        )
+        client(f"http://127.0.0.1:{m.group(1)}").chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        got = wait_rows(ledger, 1)
+    finally:
+        stop(proc)
+    assert "set 2 times" not in log.read_text()
+    assert [r.usagefix_status for r in got] == ["rewritten"]
+    assert "--set usage_ledger=flows/captures/usagefix.sqlite" in (ROOT / "scripts" / "run").read_text()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ledger_e2e import GOLDEN, MESSAGES, SCRIPT, client, import_into
+from test_ledger_e2e import GOLDEN, MESSAGES, SCRIPT, client, close_clients, import_into
 from upstream import Scenario, Upstream, awkward_cuts
 
 from conftest import start_mitmdump, stop
@@ -17,6 +17,7 @@ from usagefix.exchange import ExchangeRow
 from usagefix.ledger import read_rows
 
 pytestmark = pytest.mark.e2e
+__all__ = ["close_clients"]  # the fixture that closes the clients made here
 
 
 def pg_rows(url: str) -> list[ExchangeRow]:
