@@ -212,3 +212,31 @@ def test_scripts_run_writes_the_ledger_and_a_ledger_of_the_callers_replaces_it(
     assert "set 2 times" not in log.read_text()
     assert [r.usagefix_status for r in got] == ["rewritten"]
     assert "--set usage_ledger=flows/captures/usagefix.sqlite" in (ROOT / "scripts" / "run").read_text()
+
+
+def test_a_failed_connection_to_the_upstream_is_a_row_too(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    ledger = tmp_path / "ledger.sqlite"
+    proc, port = start_mitmdump(
+        # lazy: the request is read before the upstream is dialled, so there is a flow to fail
+        ["--mode", f"reverse:http://127.0.0.1:{dead}", "--set", "connection_strategy=lazy"]
+        + ["-s", SCRIPT, "--set", f"usage_ledger={ledger}"],
+        tmp_path,
+    )
+    try:
+        with httpx.Client(timeout=20) as c:
+            r = c.post(f"http://127.0.0.1:{port}/v1/messages", json={"model": "claude-sonnet-4-5"})
+        assert r.status_code == 502
+        (row,) = wait_rows(ledger, 1)
+    finally:
+        stop(proc)
+    assert (row.usagefix_status, row.dialect, row.model_requested) == (
+        "error",
+        "anthropic",
+        "claude-sonnet-4-5",
+    )
+    assert row.status_code is None and row.error and row.usage_after is None and row.cost_after is None
