@@ -10,12 +10,12 @@ the same files twice gives the same ledger.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import rows_from_flows
 from usagefix.ledger import open_store, parse_target
 
@@ -58,12 +58,17 @@ def import_flows(paths: Sequence[Path], ledger: str) -> int:
         print(f"usagefix: cannot open the ledger {target}: {e}", file=sys.stderr)
         return 2
     seen = new = 0
+    batch: list[ExchangeRow] = []
     try:
-        rows = rows_from_flows(paths)
-        while batch := list(itertools.islice(rows, BATCH)):
-            new += store.write(batch)
-            seen += len(batch)
+        # Row by row, so that a file cut short (a proxy killed while writing it) still gives the
+        # rows of every flow before the cut, and then the error naming the file.
+        for row in rows_from_flows(paths):
+            batch.append(row)
+            if len(batch) >= BATCH:
+                new, seen, batch = new + store.write(batch), seen + len(batch), []
     finally:
+        if batch:
+            new, seen = new + store.write(batch), seen + len(batch)
         store.close()
     took = time.monotonic() - start
     print(f"{seen} exchanges read, {new} new rows in {target} ({took:.1f} s)", file=sys.stderr)
