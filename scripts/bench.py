@@ -1,9 +1,10 @@
 """Benchmark: what the addon costs over plain mitmdump streaming, measured in the same run.
 
-Two mitmdump processes in reverse mode in front of one local upstream: one with a bare script
-that sets `flow.response.stream = True`, one with the addon. Requests alternate between them.
-For each stream we take the mitmdump process's CPU time (user + system, from /proc) and the
-client's wall time, and report medians and the ratio addon / bare.
+Three mitmdump processes in reverse mode in front of one local upstream: one with a bare script
+that sets `flow.response.stream = True`, one with the addon, and one with the addon writing the
+SQLite ledger (`usage_ledger`). Requests alternate between them. For each stream we take the
+mitmdump process's CPU time (user + system, from /proc: the ledger's writer thread included) and
+the client's wall time, and report medians and the ratios addon / bare and ledger / addon.
 
 The upstream sends an OpenAI Chat stream of N events (about 250 bytes each; the last carries the
 founding bug's usage, so the addon really rewrites it), in two shapes, each measured on its own:
@@ -144,6 +145,28 @@ def one_stream(client: httpx.Client, port: int, pid: int) -> tuple[float, float,
     return cpu_seconds(pid) - cpu0, wall, bytes(body)
 
 
+def ledger_hot_path(body: bytes, tmp: Path, n: int = 300) -> float:
+    """Median seconds `LiveLedger.record` takes on the proxy's thread for one finished exchange
+    with this body (all it does there: take references, queue them; the row is made elsewhere)."""
+    from mitmproxy.test import tflow
+
+    from usagefix.flowfacts import LiveLedger
+
+    ledger = LiveLedger()
+    ledger.configure(str(tmp / "hot.sqlite"))
+    times = []
+    for _ in range(n):
+        flow = tflow.tflow(resp=True)
+        flow.request.path = "/v1/chat/completions"
+        assert flow.response is not None
+        flow.response.content = body
+        t0 = time.perf_counter()
+        ledger.record(flow, "openai_chat")
+        times.append(time.perf_counter() - t0)
+    ledger.close()
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=4000)
@@ -171,17 +194,21 @@ def main() -> None:
             "addon": start(
                 ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py")], tmp, "addon"
             ),
+            "ledger": start(
+                ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py"),
+                 "--set", f"usage_ledger={tmp / 'ledger.sqlite'}"], tmp, "ledger",
+            ),  # fmt: skip
         }
         results: dict[str, dict[str, list[tuple[float, float]]]] = {}
         try:
             with httpx.Client(timeout=60) as client:
                 for shape, chunks in shapes.items():
                     up.chunks = chunks
-                    results[shape] = {"bare": [], "addon": []}
+                    results[shape] = {name: [] for name in procs}
                     for name, (proc, port) in procs.items():  # warm-up, and a check that both work
                         _, _, body = one_stream(client, port, proc.pid)
                         fixed = b'"prompt_tokens": 107208' in body
-                        assert len(body) >= size and fixed == (name == "addon"), (
+                        assert len(body) >= size and fixed == (name != "bare"), (
                             f"{name} returned an unexpected body"
                         )
                     for _ in range(a.rounds):
@@ -193,6 +220,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=10)
         up.shutdown()
+        hot = ledger_hot_path(b"".join(events), tmp)
 
     print(f"{a.events} events, {size / 1e6:.2f} MB per stream, {a.rounds} streams through each, alternating")
     for shape, res in results.items():
@@ -202,11 +230,13 @@ def main() -> None:
 
         print(f"\n{shape} ({len(shapes[shape])} upstream chunks)")
         print(f"{'':8}{'mitmdump CPU/stream':>22}{'client wall/stream':>22}")
-        for name in ("bare", "addon"):
+        for name in results[shape]:
             print(f"{name:8}{med(name, 0) * 1000:>19.0f} ms{med(name, 1) * 1000:>19.0f} ms")
-        cpu, wall = med("addon", 0) / med("bare", 0), med("addon", 1) / med("bare", 1)
-        print(f"{'ratio':8}{cpu:>22.2f}{wall:>22.2f}")
-    print("\n(addon / bare; CPU from /proc utime+stime, medians)")
+        for a_, b_ in (("addon", "bare"), ("ledger", "addon")):
+            cpu, wall = med(a_, 0) / med(b_, 0), med(a_, 1) / med(b_, 1)
+            print(f"{a_ + '/' + b_:14}{cpu:>16.2f}{wall:>22.2f}")
+    print("\n(ratios of medians; CPU from /proc utime+stime, the ledger's writer thread included)")
+    print(f"the ledger on the proxy's thread: {hot * 1e6:.0f} µs per exchange (LiveLedger.record, median)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from usagefix.profiles import ProfileError, load_profiles
 SPELLINGS = [
     *["true", "false", "toggle", "", "True", "False", "TRUE", "yes", "no", "on", "off", "1", "0", "maybe"],
     *[" true", "true ", "4096", "65536", " 65536 ", "6_5536", "+65536", "-1", "10", "abc", "0x1000", "1e5"],
-    *["٦٥٥٣٦", "4096.0", "profiles.toml", "~/p.toml"],
+    *["٦٥٥٣٦", "4096.0", "profiles.toml", "~/p.toml", "postgresql://u@h/db", "mysql://h/db", "a.sqlite"],
 ]
 
 
@@ -54,6 +54,10 @@ def assert_same_as_mitmproxy(option: Option, values: tuple[str, ...]) -> None:
         # header option's value that is no list of header names.
         if option.kind == "header":
             assert isinstance(theirs, str) and not all(map(_TOKEN.fullmatch, _split(theirs)))
+        # path the option's own reader refuses (a ledger URL of another scheme).
+        if option.parse is not None and isinstance(theirs, str):
+            with pytest.raises(ValueError):
+                option.parse(theirs)
             return
         assert option.minimum is not None and isinstance(theirs, int) and theirs < option.minimum
         return
@@ -84,7 +88,7 @@ def test_the_messages_name_the_option_the_value_and_what_is_accepted() -> None:
             ("usage_request_stream_usage", SetStrings(("True",))),
             ("usage_max_event_bytes", SetStrings(("abc",))),
             ("usage_max_event_byte", SetStrings(("100000",))),
-            ("usage_colour", SetStrings(("blue",))),
+            ("usage_colour_scheme", SetStrings(("blue",))),
             ("usage_profiles", SetStrings(("a.toml", "b.toml"))),
         ]
     )
@@ -93,9 +97,9 @@ def test_the_messages_name_the_option_the_value_and_what_is_accepted() -> None:
         "usage_request_stream_usage: 'True' is not a boolean (true or false)",
         "usage_max_event_bytes: 'abc' is not an integer (bytes, from 4096 to 268435456)",
         "usage_max_event_byte: no such option (did you mean usage_max_event_bytes?)",
-        "usage_colour: no such option (usagefix has usage_log_lines, usage_max_event_bytes, "
-        "usage_max_saved_body_bytes, usage_prices, usage_profiles, usage_redact_secrets, "
-        "usage_request_stream_usage, usage_session_header)",
+        "usage_colour_scheme: no such option (usagefix has usage_ledger, usage_ledger_spool_rows, "
+        "usage_log_lines, usage_max_event_bytes, usage_max_saved_body_bytes, usage_prices, usage_profiles, "
+        "usage_redact_secrets, usage_request_stream_usage, usage_session_header)",
         "usage_profiles: set 2 times ('a.toml', 'b.toml'); set it once",
     ]
 
@@ -200,3 +204,31 @@ def test_an_event_bound_past_the_maximum_is_refused() -> None:
     assert check_deferred([("usage_max_event_bytes", SetStrings(("99999999999999999999999",)))]) == [
         "usage_max_event_bytes: 99999999999999999999999 is too large (bytes, from 4096 to 268435456)"
     ]
+
+
+def test_the_ledger_option_takes_a_path_a_postgres_url_or_off() -> None:
+    ledger = OPTIONS["usage_ledger"]
+    assert ledger.default == "off"
+    for good in ("off", "flows/captures/usagefix.sqlite", "postgresql://u@h/db", "postgres://h/db", None):
+        assert check_value(ledger, good) == good
+    assert check_deferred([("usage_ledger", SetStrings(("mysql://h/db",)))]) == [
+        "usage_ledger: 'mysql://h/db' is not usable: mysql:// is not a ledger (a path, postgresql://…, or off) "
+        "(a file path, a postgresql:// URL, or off)"
+    ]
+    assert check_deferred([("usage_ledger_spool_rows", SetStrings(("-1",)))]) == [
+        "usage_ledger_spool_rows: -1 is too small (rows, 0 or more)"
+    ]
+
+
+def test_a_ledger_file_that_cannot_be_opened_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(
+            exceptions.OptionsError, match=r"^usagefix: usage_ledger: cannot open .*dir\.sqlite: "
+        ):
+            tctx.configure(addon, usage_ledger=str(tmp_path / "dir.sqlite"))
+        tctx.configure(addon, usage_ledger=str(tmp_path / "ok.sqlite"))
+        assert addon.ledger.writer is not None and (tmp_path / "ok.sqlite").is_file()
+        tctx.configure(addon, usage_ledger="off")
+        assert addon.ledger.writer is None

@@ -22,6 +22,7 @@ from mitmproxy.addonmanager import Loader
 
 from usagefix.decoding import DecodeError, Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
+from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.options import (
     DEFAULT_MAX_SAVED_BODY_BYTES,
@@ -241,6 +242,7 @@ class UsageFix:
         self.log_lines = False
         self._tally = Tally()
         self.profiles = ProfileSet()
+        self.ledger = LiveLedger()  # off until `usage_ledger` names one
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
@@ -269,6 +271,11 @@ class UsageFix:
                     profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
                 except ProfileError as e:
                     raise OptionError(f"usage_profiles: {e}") from None
+            if ours & {"usage_ledger", "usage_ledger_spool_rows"}:
+                try:
+                    self.ledger.configure(ctx.options.usage_ledger, ctx.options.usage_ledger_spool_rows)
+                except ValueError as e:
+                    raise OptionError(str(e)) from None
         except OptionError as e:
             _refuse([str(e)])
         if "usage_max_event_bytes" in ours:
@@ -399,9 +406,18 @@ class UsageFix:
             self._in_flight.discard(flow)
             if self.redact_secrets:
                 redact(flow)
+            if state is not None and flow.live:  # the ledger's writer thread does the rest
+                self.ledger.record(flow, state.dialect.name)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._flows.pop(flow, None)
+        state = self._flows.pop(flow, None)
+        try:
+            self._error(flow)
+        finally:
+            if state is not None and flow.live:
+                self.ledger.record(flow, state.dialect.name)
+
+    def _error(self, flow: http.HTTPFlow) -> None:
         self._in_flight.discard(flow)
         if self.redact_secrets:
             redact(flow)
@@ -437,6 +453,7 @@ class UsageFix:
         if self.redact_secrets:
             for flow in list(self._in_flight):
                 redact(flow)
+        self.ledger.close()  # writes what is queued
 
     def _record_stream(self, flow: http.HTTPFlow, stream: _Stream, cut_off: str | None = None) -> None:
         """Record a streamed response once: the body the client got (when kept), and what was done."""

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from mitmproxy import exceptions
 from mitmproxy.version import VERSION
 
-from usagefix import __version__, cmd_diff, cmd_doctor, cmd_renormalize, cmd_report
+from usagefix import __version__, cmd_diff, cmd_doctor, cmd_ledger, cmd_renormalize, cmd_report
 
 __all__ = ["main"]
 
-COMMANDS = (cmd_diff, cmd_report, cmd_renormalize, cmd_doctor)
+COMMANDS = (cmd_diff, cmd_report, cmd_ledger, cmd_renormalize, cmd_doctor)
 """The subcommands, in the order `usagefix --help` lists them."""
 
 

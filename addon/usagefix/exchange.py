@@ -138,3 +138,7 @@ class ExchangeRow:
     price_source: str | None
     context_window: int | None
     cost_flags: tuple[str, ...] = ()
+    error: str | None = None
+    """Why the exchange failed or was cut off (mitmproxy's flow error, else the record's), or None."""
+    context_window_source: str | None = None
+    price_provider_id: str | None = None

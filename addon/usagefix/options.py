@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.ledger import parse_target
+from usagefix.ledger.writer import SPOOL_MAX
 
 __all__ = [
     "DEFAULT_MAX_SAVED_BODY_BYTES",
@@ -64,6 +66,8 @@ class Option:
     load: Callable[[Path], object] | None = None
     """For a path: reads and validates the file (raising `ValueError` with one line), so a bad
     file is refused wherever the value comes from, as a bad value is."""
+    parse: Callable[[str], object] | None = None
+    """For a path: what reads it (raising `ValueError` for a value it cannot be)."""
 
 
 def _load_prices(path: Path) -> object:
@@ -142,6 +146,24 @@ OPTIONS: dict[str, Option] = {
             "record it, and remove it from what the client receives.",
             "true or false",
         ),
+        Option(
+            "usage_ledger",
+            "path",
+            "off",
+            "Write one row per LLM exchange to this ledger: a SQLite file path, a postgresql:// URL "
+            "(several proxies may share it), or off.",
+            "a file path, a postgresql:// URL, or off",
+            parse=parse_target,
+        ),
+        Option(
+            "usage_ledger_spool_rows",
+            "int",
+            SPOOL_MAX,
+            "How many ledger rows wait in memory while the ledger's database is unreachable; rows past "
+            "that are dropped, counted and logged (the flow file keeps them: usagefix ledger import).",
+            "rows, 0 or more",
+            minimum=0,
+        ),
     )
 }
 
@@ -188,6 +210,11 @@ def check_value(option: Option, value: object) -> Value:
             option.load(Path(value).expanduser())
         except ValueError as e:
             raise OptionError(f"{option.name}: {e}") from None
+    if value is not None and option.parse is not None:
+        try:
+            option.parse(value)
+        except ValueError as e:
+            raise _bad(option, value, f"is not usable: {e}") from None
     return value
 
 
@@ -232,9 +259,7 @@ def parse_set(option: Option, values: tuple[str, ...]) -> Value:
         except ValueError:
             raise _bad(option, text, "is not an integer") from None
         return check_value(option, number)
-    if option.kind == "header":
-        return check_value(option, text)
-    return text
+    return check_value(option, text)
 
 
 def _unknown(name: str) -> OptionError:

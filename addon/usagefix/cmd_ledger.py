@@ -1,0 +1,75 @@
+"""`usagefix ledger import`: (re)build the ledger from flow files, idempotently.
+
+usagefix ledger import FILE.mitm|DIR ... [--ledger PATH|URL]
+
+Each LLM exchange in the files (every `*.mitm` under a directory) becomes one row, by the same
+pipeline the live addon runs; a row whose flow id is there already is left as it is, so importing
+the same files twice gives the same ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from usagefix.exchange import ExchangeRow
+from usagefix.flowfacts import rows_from_flows
+from usagefix.ledger import open_store, parse_target
+
+__all__ = ["add_parser"]
+
+DEFAULT_LEDGER = Path("flows/captures/usagefix.sqlite")
+"""Where `scripts/run` writes the ledger (relative to the repository)."""
+BATCH = 500
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ledger", help="the usage ledger: one row per LLM exchange")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    i = verbs.add_parser("import", help="write the LLM exchanges of flow files to the ledger (idempotent)")
+    i.add_argument(
+        "paths", nargs="+", type=Path, metavar="FILE|DIR", help="flow files, or directories of *.mitm"
+    )
+    i.add_argument(
+        "--ledger",
+        default=str(DEFAULT_LEDGER),
+        metavar="PATH|URL",
+        help=f"a SQLite file or a postgresql:// URL (default: {DEFAULT_LEDGER})",
+    )
+    i.set_defaults(run=lambda args: import_flows(args.paths, args.ledger))
+
+
+def import_flows(paths: Sequence[Path], ledger: str) -> int:
+    try:
+        target = parse_target(ledger)
+    except ValueError as e:
+        print(f"usagefix: --ledger: {e}", file=sys.stderr)
+        return 2
+    if target.kind == "off":
+        print("usagefix: --ledger: off is not a ledger to import into", file=sys.stderr)
+        return 2
+    start = time.monotonic()
+    try:
+        store = open_store(target)
+    except Exception as e:  # sqlite3.Error, psycopg.Error: say which ledger, not a traceback
+        print(f"usagefix: cannot open the ledger {target}: {e}", file=sys.stderr)
+        return 2
+    seen = new = 0
+    batch: list[ExchangeRow] = []
+    try:
+        # Row by row, so that a file cut short (a proxy killed while writing it) still gives the
+        # rows of every flow before the cut, and then the error naming the file.
+        for row in rows_from_flows(paths):
+            batch.append(row)
+            if len(batch) >= BATCH:
+                new, seen, batch = new + store.write(batch), seen + len(batch), []
+    finally:
+        if batch:
+            new, seen = new + store.write(batch), seen + len(batch)
+        store.close()
+    took = time.monotonic() - start
+    print(f"{seen} exchanges read, {new} new rows in {target} ({took:.1f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,257 @@
+"""Flows to exchange facts and ledger rows: the glue between mitmproxy's objects and the pure ledger.
+
+Live (`LiveLedger`, used by the addon): at the end of `response` / `error`, a `FlowSnapshot` takes
+references to what the row needs (no decoding, no parsing: the hot path stays as fast as without a
+ledger) and goes to the writer thread, which decodes, parses, runs the pipeline and writes.
+From files (`rows_from_flows`, used by `usagefix ledger import` and reports): the same snapshot,
+the same pipeline, flow by flow in file order, so both give the same rows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import exceptions, http
+from mitmproxy import io as mio
+from mitmproxy.net import encoding
+
+from usagefix.dialects import detect
+from usagefix.exchange import ExchangeFacts, ExchangeRow
+from usagefix.ledger import Target, open_store, parse_target
+from usagefix.ledger.pipeline import Pipeline
+from usagefix.ledger.writer import SPOOL_MAX, LedgerWriter
+from usagefix.record import METADATA_KEY
+
+__all__ = ["FlowSnapshot", "LiveLedger", "facts_from_flow", "iter_flows", "llm_dialect", "rows_from_flows"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSnapshot:
+    """What a row needs from a flow, taken without decoding or parsing anything."""
+
+    flow_id: str
+    ts_start: float
+    ts_end: float | None
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    request_headers: tuple[tuple[str, str], ...]
+    request_raw: bytes | None
+    request_encoding: str | None
+    status_code: int | None
+    response_content_type: str | None
+    response_raw: bytes | None
+    response_encoding: str | None
+    error: str | None
+    record: Any
+    """`flow.metadata["usagefix"]` as the addon left it (a plain dict), or None."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def _asked_host(flow: http.HTTPFlow) -> str:
+    """The name the client asked for. In transparent (and WireGuard, local) mode `request.host` is
+    the destination IP: the SNI, else the Host header, names the upstream. In reverse mode
+    `request.host` is the upstream the proxy was set in front of, whatever the client wrote."""
+    host = flow.request.host
+    mode = getattr(flow.client_conn.proxy_mode, "type_name", "")
+    if not _is_ip(host) or mode == "reverse":
+        return host
+    for name in (flow.client_conn.sni, flow.request.host_header):
+        if name:
+            bare = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+            if not _is_ip(bare):
+                return bare
+    return host
+
+
+def snapshot(flow: http.HTTPFlow) -> FlowSnapshot:
+    req, resp = flow.request, flow.response
+    ts_end = resp.timestamp_end if resp is not None else None
+    if ts_end is None and flow.error is not None:
+        ts_end = flow.error.timestamp
+    return FlowSnapshot(
+        flow_id=flow.id,
+        ts_start=req.timestamp_start,
+        ts_end=ts_end,
+        method=req.method,
+        scheme=req.scheme,
+        host=_asked_host(flow),
+        port=req.port,
+        path=req.path,
+        request_headers=tuple(req.headers.items(multi=True)),  # type: ignore[no-untyped-call]
+        request_raw=req.raw_content,
+        request_encoding=req.headers.get("content-encoding"),
+        status_code=resp.status_code if resp is not None else None,
+        response_content_type=resp.headers.get("content-type") if resp is not None else None,
+        response_raw=resp.raw_content if resp is not None else None,
+        response_encoding=resp.headers.get("content-encoding") if resp is not None else None,
+        error=flow.error.msg if flow.error is not None else None,
+        record=flow.metadata.get(METADATA_KEY),
+    )
+
+
+def _decoded(raw: bytes | None, coding: str | None) -> bytes | None:
+    if raw is None or not coding or coding.strip().lower() == "identity":
+        return raw
+    try:
+        out = encoding.decode(raw, coding.strip().lower())
+        return out if isinstance(out, bytes) else None
+    except ValueError:
+        return None  # undecodable: the row says nothing of the body rather than something wrong
+
+
+def _json(body: bytes | None) -> Any | None:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def facts_of(snap: FlowSnapshot) -> ExchangeFacts:
+    """The facts of a snapshot: the bodies decoded, the request parsed (on the writer thread)."""
+    return ExchangeFacts(
+        flow_id=snap.flow_id,
+        ts_start=snap.ts_start,
+        ts_end=snap.ts_end,
+        method=snap.method,
+        scheme=snap.scheme,
+        host=snap.host,
+        port=snap.port,
+        path=snap.path,
+        request_headers=snap.request_headers,
+        request_body=_json(_decoded(snap.request_raw, snap.request_encoding)),
+        status_code=snap.status_code,
+        response_content_type=snap.response_content_type,
+        response_body=_decoded(snap.response_raw, snap.response_encoding),
+        error=snap.error,
+    )
+
+
+def facts_from_flow(flow: http.HTTPFlow) -> ExchangeFacts:
+    return facts_of(snapshot(flow))
+
+
+def llm_dialect(flow: http.HTTPFlow) -> str | None:
+    """The dialect of an LLM exchange in a flow file (its record's, else detected from the path),
+    or None for other traffic."""
+    rec = flow.metadata.get(METADATA_KEY)
+    if isinstance(rec, dict) and isinstance(name := rec.get("dialect"), str):
+        return name
+    dialect = detect(flow.request.method, flow.request.path)
+    return dialect.name if dialect is not None else None
+
+
+def _flow_files(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*.mitm") if p.is_file())
+        elif path.exists():
+            yield path
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+
+
+def iter_flows(paths: Iterable[Path]) -> Iterator[http.HTTPFlow]:
+    """The HTTP flows of flow files and of the `*.mitm` files under directories, in order.
+    An unreadable file raises, naming it."""
+    for path in _flow_files(paths):
+        try:
+            with path.open("rb") as f:
+                for flow in mio.FlowReader(f).stream():
+                    if isinstance(flow, http.HTTPFlow):
+                        yield flow
+        except exceptions.FlowReadException as e:
+            raise exceptions.FlowReadException(f"{path}: {e}") from None  # type: ignore[no-untyped-call]
+
+
+def rows_from_flows(paths: Iterable[Path], pipeline: Pipeline | None = None) -> Iterator[ExchangeRow]:
+    """One row per LLM exchange in the flow files, by the pipeline the live addon runs."""
+    pipeline = pipeline if pipeline is not None else Pipeline()
+    for flow in iter_flows(paths):
+        dialect = llm_dialect(flow)
+        if dialect is not None:
+            snap = snapshot(flow)
+            yield pipeline.row(facts_of(snap), snap.record, dialect)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    snap: FlowSnapshot
+    dialect: str
+
+
+class LiveLedger:
+    """The addon's ledger: off, or one writer thread and one session tracker for this process."""
+
+    def __init__(self) -> None:
+        self.target = Target("off")
+        self.spool_rows = SPOOL_MAX
+        self.writer: LedgerWriter[_Item] | None = None
+        self._submitted: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+
+    def configure(self, value: str | None, spool_rows: int = SPOOL_MAX) -> None:
+        """Switch to the ledger `value` names. Raises `ValueError` (one line) for a bad value or
+        a SQLite file that cannot be opened; a PostgreSQL server may be down (rows are spooled)."""
+        target = parse_target(value)
+        if (target, spool_rows) == (self.target, self.spool_rows):
+            return
+        if target.kind == "sqlite":
+            try:
+                open_store(target).close()  # created and migrated now: a bad path stops the start
+            except Exception as e:
+                raise ValueError(f"usage_ledger: cannot open {target}: {e}") from None
+        self.close()
+        self.target, self.spool_rows = target, spool_rows
+        if target.kind != "off":
+            pipeline = Pipeline()  # one session tracker per process, fed in the order flows end
+            self.writer = LedgerWriter(
+                lambda: open_store(target),
+                lambda item: pipeline.row(facts_of(item.snap), item.snap.record, item.dialect),
+                name=str(target),
+                spool_max=spool_rows,
+            )
+            logger.info("usagefix: ledger: %s", target)
+
+    def record(self, flow: http.HTTPFlow, dialect: str) -> None:
+        """Hand one finished exchange to the writer; never blocks, never raises."""
+        if self.writer is None or flow in self._submitted:
+            return
+        try:
+            self._submitted.add(flow)
+            self.writer.submit(_Item(snapshot(flow), dialect))
+        except Exception as e:  # not reachable by design; the proxy must not suffer from the ledger
+            logger.warning("usagefix ledger: %s: not recorded: %r", flow.id, e)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            stats = self.writer.stats
+            if stats.dropped or stats.failed:
+                logger.warning(
+                    "usagefix ledger: %d rows written, %d dropped, %d failed",
+                    stats.written,
+                    stats.dropped,
+                    stats.failed,
+                )
+            self.writer = None
+        self.target = Target("off")
