@@ -50,11 +50,16 @@ def assert_same_as_mitmproxy(option: Option, values: tuple[str, ...]) -> None:
     try:
         ours = parse_set(option, values)
     except OptionError:
-        # The refusals of ours mitmproxy does not make: a bound below the addon's minimum, and a
-        # header option's value that is no list of header names.
+        # The refusals of ours mitmproxy does not make: a bound below the addon's minimum, a
+        # header option's value that is no list of header names, a value the option's own reader
+        # refuses (a ledger URL of another scheme), a file its loader cannot use.
         if option.kind == "header":
             assert isinstance(theirs, str) and not all(map(_TOKEN.fullmatch, _split(theirs)))
-        # path the option's own reader refuses (a ledger URL of another scheme).
+            return
+        if option.load is not None and isinstance(theirs, str):
+            with pytest.raises(ValueError):
+                option.load(Path(theirs).expanduser())
+            return
         if option.parse is not None and isinstance(theirs, str):
             with pytest.raises(ValueError):
                 option.parse(theirs)

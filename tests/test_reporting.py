@@ -7,8 +7,6 @@ import csv
 import dataclasses
 import io
 import json
-import sys
-import types
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -253,14 +251,17 @@ def test_html_is_self_contained() -> None:
 
 @pytest.fixture
 def fake_sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Stand-ins for the ledger work's `read_rows(target)` and `rows_from_flows(paths)`."""
+    """Stand-ins for the sources (`read_rows(target)`, `rows_from_flows(paths, pipeline)`): the
+    rows they give are the subject here; the sources have tests of their own (test_ledger*)."""
+    from usagefix import cmd_report
+
     calls: dict[str, list[Any]] = {"ledger": [], "flows": []}
-    ledger = types.ModuleType("usagefix.ledger")
-    ledger.read_rows = lambda target: calls["ledger"].append(target) or LOOP  # type: ignore[attr-defined]
-    flowfacts = types.ModuleType("usagefix.flowfacts")
-    flowfacts.rows_from_flows = lambda paths: calls["flows"].append(list(paths)) or [*LOOP, FOUNDING]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "usagefix.ledger", ledger)
-    monkeypatch.setitem(sys.modules, "usagefix.flowfacts", flowfacts)
+    monkeypatch.setattr(cmd_report, "read_rows", lambda target: calls["ledger"].append(target) or LOOP)
+    monkeypatch.setattr(
+        cmd_report,
+        "rows_from_flows",
+        lambda paths, pipeline: calls["flows"].append(list(paths)) or [*LOOP, FOUNDING],
+    )
     return calls
 
 

@@ -31,6 +31,7 @@ from usagefix.options import (
     SetStrings,
     check_deferred,
     check_value,
+    header_names,
 )
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import (
@@ -271,9 +272,14 @@ class UsageFix:
                     profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
                 except ProfileError as e:
                     raise OptionError(f"usage_profiles: {e}") from None
-            if ours & {"usage_ledger", "usage_ledger_spool_rows"}:
+            if ours & {"usage_ledger", "usage_ledger_spool_rows", "usage_session_header", "usage_prices"}:
                 try:
-                    self.ledger.configure(ctx.options.usage_ledger, ctx.options.usage_ledger_spool_rows)
+                    self.ledger.configure(
+                        ctx.options.usage_ledger,
+                        ctx.options.usage_ledger_spool_rows,
+                        session_headers=header_names(ctx.options.usage_session_header),
+                        prices=ctx.options.usage_prices,
+                    )
                 except ValueError as e:
                     raise OptionError(str(e)) from None
         except OptionError as e:

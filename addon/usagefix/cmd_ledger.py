@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from usagefix.exchange import ExchangeRow
-from usagefix.flowfacts import rows_from_flows
+from usagefix.flowfacts import pipeline_for, rows_from_flows
 from usagefix.ledger import open_store, parse_target
+from usagefix.ledger.pipeline import Pipeline
+from usagefix.options import OPTIONS, OptionError, check_value, header_names
 
 __all__ = ["add_parser"]
 
-DEFAULT_LEDGER = Path("flows/captures/usagefix.sqlite")
-"""Where `scripts/run` writes the ledger (relative to the repository)."""
+DEFAULT_LEDGER = Path(__file__).resolve().parents[2] / "flows" / "captures" / "usagefix.sqlite"
+"""Where `scripts/run` writes the ledger (in the repository, wherever the command is run from)."""
 BATCH = 500
 
 
@@ -39,10 +41,31 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="PATH|URL",
         help=f"a SQLite file or a postgresql:// URL (default: {DEFAULT_LEDGER})",
     )
-    i.set_defaults(run=lambda args: import_flows(args.paths, args.ledger))
+    add_pipeline_arguments(i)
+    i.set_defaults(run=lambda args: import_flows(args.paths, args.ledger, pipeline_from_args(args)))
 
 
-def import_flows(paths: Sequence[Path], ledger: str) -> int:
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """The options the live proxy was run with that change rows read from flow files."""
+    p.add_argument(
+        "--session-header",
+        default=None,
+        metavar="NAMES",
+        help="as usage_session_header: request headers (comma-separated) that name a session",
+    )
+    p.add_argument("--prices", default=None, metavar="FILE", help="as usage_prices: a price override file")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
+    try:
+        check_value(OPTIONS["usage_session_header"], args.session_header)
+        check_value(OPTIONS["usage_prices"], args.prices)
+    except OptionError as e:
+        raise SystemExit(f"usagefix: {e}") from None
+    return pipeline_for(header_names(args.session_header), args.prices)
+
+
+def import_flows(paths: Sequence[Path], ledger: str, pipeline: Pipeline | None = None) -> int:
     try:
         target = parse_target(ledger)
     except ValueError as e:
@@ -62,7 +85,7 @@ def import_flows(paths: Sequence[Path], ledger: str) -> int:
     try:
         # Row by row, so that a file cut short (a proxy killed while writing it) still gives the
         # rows of every flow before the cut, and then the error naming the file.
-        for row in rows_from_flows(paths):
+        for row in rows_from_flows(paths, pipeline):
             batch.append(row)
             if len(batch) >= BATCH:
                 new, seen, batch = new + store.write(batch), seen + len(batch), []

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
+from usagefix import cmd_ledger
 from usagefix.exchange import ExchangeRow
+from usagefix.flowfacts import rows_from_flows
+from usagefix.ledger import read_rows
+from usagefix.ledger.pipeline import Pipeline
 from usagefix.reporting import build_report, print_report, render_html, report_json, rows_csv
 
 __all__ = ["add_parser", "load_rows", "parse_since"]
 
-DEFAULT_LEDGER = Path("flows/captures/usagefix.sqlite")
+DEFAULT_LEDGER = cmd_ledger.DEFAULT_LEDGER
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _FLOW_SUFFIXES = (".mitm", ".flows", ".flow")
 
@@ -53,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     out.add_argument("--csv", action="store_true", help="one CSV row per exchange")
     out.add_argument("--html", type=Path, metavar="OUT", help="write one self-contained HTML report to OUT")
+    cmd_ledger.add_pipeline_arguments(r)
     r.set_defaults(run=run)
 
 
@@ -73,18 +76,17 @@ def _is_ledger(path: Path) -> bool:
         return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
 
 
-def load_rows(targets: Sequence[str]) -> list[ExchangeRow]:
+def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[ExchangeRow]:
     """Rows from each target: ledgers through `usagefix.ledger.read_rows`, flow files through
-    `usagefix.flowfacts.rows_from_flows`; an exchange in several targets is counted once."""
+    `usagefix.flowfacts.rows_from_flows` (one pipeline for all, so sessions span files); an
+    exchange in several targets is counted once."""
+    pipeline = pipeline if pipeline is not None else Pipeline()
 
-    # Imported by name: both belong to the ledger work (read_rows(target), rows_from_flows(paths)).
     def ledger(target: str) -> Iterable[ExchangeRow]:
-        module: Any = importlib.import_module("usagefix.ledger")
-        return module.read_rows(target)  # type: ignore[no-any-return]
+        return read_rows(target)
 
     def flows(paths: list[Path]) -> Iterable[ExchangeRow]:
-        module: Any = importlib.import_module("usagefix.flowfacts")
-        return module.rows_from_flows(paths)  # type: ignore[no-any-return]
+        return rows_from_flows(paths, pipeline)
 
     rows: dict[str, ExchangeRow] = {}
 
@@ -109,7 +111,7 @@ def load_rows(targets: Sequence[str]) -> list[ExchangeRow]:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = load_rows(args.paths or [str(DEFAULT_LEDGER)])
+    rows = load_rows(args.paths or [str(DEFAULT_LEDGER)], cmd_ledger.pipeline_from_args(args))
     filters = {"since": args.since, "model": args.model, "host": args.host}
     report = build_report(rows, by=args.by, **filters)
     if args.json:

@@ -27,7 +27,9 @@ from usagefix.exchange import ExchangeFacts, ExchangeRow
 from usagefix.ledger import Target, open_store, parse_target
 from usagefix.ledger.pipeline import Pipeline
 from usagefix.ledger.writer import SPOOL_MAX, LedgerWriter
+from usagefix.price_overrides import overrides_from_option
 from usagefix.record import METADATA_KEY
+from usagefix.sessions import SessionTracker
 
 __all__ = ["FlowSnapshot", "LiveLedger", "facts_from_flow", "iter_flows", "llm_dialect", "rows_from_flows"]
 
@@ -184,6 +186,12 @@ def iter_flows(paths: Iterable[Path]) -> Iterator[http.HTTPFlow]:
             raise exceptions.FlowReadException(f"{path}: {e}") from None  # type: ignore[no-untyped-call]
 
 
+def pipeline_for(session_headers: Iterable[str] = (), prices: str | None = None) -> Pipeline:
+    """The pipeline with the user's `usage_session_header` names and `usage_prices` table, as the
+    live addon builds it; ValueError (one line) for a price file it cannot use."""
+    return Pipeline(SessionTracker(extra_headers=tuple(session_headers)), overrides_from_option(prices))
+
+
 def rows_from_flows(paths: Iterable[Path], pipeline: Pipeline | None = None) -> Iterator[ExchangeRow]:
     """One row per LLM exchange in the flow files, by the pipeline the live addon runs."""
     pipeline = pipeline if pipeline is not None else Pipeline()
@@ -206,14 +214,25 @@ class LiveLedger:
     def __init__(self) -> None:
         self.target = Target("off")
         self.spool_rows = SPOOL_MAX
+        self.session_headers: tuple[str, ...] = ()
+        self.prices: str | None = None
         self.writer: LedgerWriter[_Item] | None = None
         self._submitted: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
 
-    def configure(self, value: str | None, spool_rows: int = SPOOL_MAX) -> None:
-        """Switch to the ledger `value` names. Raises `ValueError` (one line) for a bad value or
+    def configure(
+        self,
+        value: str | None,
+        spool_rows: int = SPOOL_MAX,
+        *,
+        session_headers: tuple[str, ...] = (),
+        prices: str | None = None,
+    ) -> None:
+        """Switch to the ledger `value` names, with the user's session headers and price table
+        (`usage_session_header`, `usage_prices`). Raises `ValueError` (one line) for a bad value or
         a SQLite file that cannot be opened; a PostgreSQL server may be down (rows are spooled)."""
         target = parse_target(value)
-        if (target, spool_rows) == (self.target, self.spool_rows):
+        settings = (target, spool_rows, session_headers, prices)
+        if settings == (self.target, self.spool_rows, self.session_headers, self.prices):
             return
         if target.kind == "sqlite":
             try:
@@ -221,9 +240,10 @@ class LiveLedger:
             except Exception as e:
                 raise ValueError(f"usage_ledger: cannot open {target}: {e}") from None
         self.close()
-        self.target, self.spool_rows = target, spool_rows
+        self.target, self.spool_rows, self.session_headers, self.prices = settings
         if target.kind != "off":
-            pipeline = Pipeline()  # one session tracker per process, fed in the order flows end
+            # One session tracker per process, fed in the order flows end.
+            pipeline = Pipeline(SessionTracker(extra_headers=session_headers), overrides_from_option(prices))
             self.writer = LedgerWriter(
                 lambda: open_store(target),
                 lambda item: pipeline.row(facts_of(item.snap), item.snap.record, item.dialect),

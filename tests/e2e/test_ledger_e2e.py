@@ -115,7 +115,7 @@ def test_every_exchange_becomes_one_row_and_the_flow_file_rebuilds_the_same_rows
         stop(proc)
     assert len(live) == 4, (live, (tmp_path / "mitmdump.log").read_text())
     by_status = {r.usagefix_status: r for r in live}
-    assert set(by_status) == {"rewritten", "unmeasured", "untouched"} and len({r.id for r in live}) == 4
+    assert set(by_status) == {"rewritten", "unmeasured", "http_error"} and len({r.id for r in live}) == 4
     json_row, stream_row = sorted(
         (r for r in live if r.usagefix_status == "rewritten"), key=lambda r: r.ts_start
     )
@@ -127,7 +127,7 @@ def test_every_exchange_becomes_one_row_and_the_flow_file_rebuilds_the_same_rows
     cut = by_status["unmeasured"]
     assert cut.streamed and not cut.final_seen and "cut_off" in cut.anomalies and cut.usage_after is None
     assert cut.error is not None
-    assert by_status["untouched"].status_code == 400 and by_status["untouched"].usage_before is None
+    assert by_status["http_error"].status_code == 400 and by_status["http_error"].usage_before is None
     assert all(r.cost_after is None or r.price_source for r in live)  # unpriced is None, never 0
     # The flow file is the source of truth: importing it gives the very same rows, twice over.
     rebuilt = tmp_path / "rebuilt.sqlite"
@@ -211,7 +211,7 @@ def test_scripts_run_writes_the_ledger_and_a_ledger_of_the_callers_replaces_it(
         stop(proc)
     assert "set 2 times" not in log.read_text()
     assert [r.usagefix_status for r in got] == ["rewritten"]
-    assert "--set usage_ledger=flows/captures/usagefix.sqlite" in (ROOT / "scripts" / "run").read_text()
+    assert '--set "usage_ledger=$ROOT/flows/captures/usagefix.sqlite"' in (ROOT / "scripts" / "run").read_text()
 
 
 def test_a_failed_connection_to_the_upstream_is_a_row_too(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import logging
 
 from usagefix.exchange import Costs, ExchangeFacts, ExchangeRow, ResponseFacts, SessionInfo
 from usagefix.ledger.row import RecordView, build_row, read_record
+from usagefix.price_overrides import PriceOverrides
 from usagefix.pricing import price_exchange
 from usagefix.sessions import SessionTracker
 from usagefix.transcript import model_requested, read_response
@@ -42,8 +43,12 @@ def _unpriced(why: str) -> Costs:
 class Pipeline:
     """Rows from exchanges, in the order they finished (the session tracker needs that order)."""
 
-    def __init__(self, tracker: SessionTracker | None = None) -> None:
+    def __init__(
+        self, tracker: SessionTracker | None = None, overrides: PriceOverrides | None = None
+    ) -> None:
         self.tracker = tracker if tracker is not None else SessionTracker()
+        self.overrides = overrides
+        """The user's price table (`usage_prices`), consulted first by the model resolver."""
 
     def row(self, facts: ExchangeFacts, saved_record: object, dialect: str) -> ExchangeRow:
         """The row of one exchange. `dialect` is the addon's (or detected from the path); a record
@@ -86,6 +91,7 @@ class Pipeline:
                 usage_after=record.usage_after if record else None,
                 upstream_usage=record.upstream_usage if record else None,
                 provider_cost=response.provider_cost,
+                overrides=self.overrides,
             )
         except Exception as e:
             logger.warning("usagefix ledger: %s: pricing failed: %r", facts.flow_id, e)
