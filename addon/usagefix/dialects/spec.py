@@ -75,6 +75,8 @@ class DialectSpec(_Strict):
     """Where usage lives, per event and per body (dotted paths), for the reader."""
     end_events: tuple[str, ...]
     """The events that end a stream, by event name or `type` (never by a byte search alone)."""
+    end_flag: str | None = None
+    """A key whose value `true` ends the stream (Ollama's `done`), for dialects without end events."""
     cumulative: Literal["final_once", "replace_by_field", "last_snapshot"]
     """`final_once`: usage comes once, at the end; `replace_by_field`: each snapshot's fields
     replace the last ones (Anthropic); `last_snapshot`: every snapshot is cumulative, the last
@@ -83,6 +85,8 @@ class DialectSpec(_Strict):
     """The usage block's counts onto canonical units, each with its kind."""
     emits: tuple[str, ...]
     """The keys its standard emits (top level of the usage block): nothing else is ever added."""
+    untouched: tuple[str, ...] = ()
+    """Keys (dotted, or a details object's name) read but never written: billed counts, a cost."""
     observe_only: bool = False
     """Recorded and checked, never rewritten."""
     repairs: str
