@@ -30,3 +30,17 @@ def test_every_test_the_readme_names_exists() -> None:
         assert source.exists(), path
         if name is not None:
             assert re.search(rf"^(async )?def {name}\(", source.read_text(), re.M), f"{path}::{name}"
+
+
+def test_the_dialect_table_is_generated_from_the_registry() -> None:
+    """`scripts/readme_tables.py --check`: the README's dialect table is the registry's, as `cog
+    --check` would say; a drifted table fails the suite."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import readme_tables
+
+    assert readme_tables.render(README) == README
+    assert readme_tables.main(["--check"]) == 0
+    drifted = README.replace("| Cohere Chat v2 |", "| Cohere |")
+    assert readme_tables.render(drifted) != drifted

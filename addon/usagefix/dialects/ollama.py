@@ -1,5 +1,5 @@
-"""Ollama's native API: `POST /api/chat` and `/api/generate` (its OpenAI-compatible endpoints are
-`openai_chat` / `openai_responses`).
+"""Ollama's native API: `POST /api/chat` and `/api/generate` (its OpenAI-compatible endpoints speak
+the OpenAI dialects).
 
 A stream is NDJSON (`application/x-ndjson`), one object per line; the last line has `done: true`
 and the counts (`prompt_eval_count`, `eval_count`) at its top level, beside the timings. With

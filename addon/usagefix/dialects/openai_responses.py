@@ -75,7 +75,10 @@ SPEC = DialectSpec(
     shown_paths="`POST …/v1/responses`, `…/openai/responses` (Azure), `/responses`",
     # Codex CLI talks Responses over a persistent WebSocket to `…/responses`.
     websocket_paths=(r"(?:.*/)?responses",),
-    framing_shown="JSON, SSE (`response.completed` / `incomplete` / `failed`)",
+    framing_shown=(
+        "JSON, SSE (`response.completed` / `incomplete` / `failed`), and WebSocket messages on "
+        "`…/responses` (Codex CLI: many turns on one connection, one record per turn)"
+    ),
     usage_at=("usage", "response.usage"),
     end_events=TERMINAL,
     cumulative="final_once",

@@ -96,7 +96,10 @@ class DialectSpec(_Strict):
     @classmethod
     def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for p in patterns:
-            re.compile(p)
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"{p!r} is not a regular expression: {e}") from None
         return patterns
 
     @cached_property
