@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, event_type, unapplied
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import ExclusiveReport, Fired, Outcome, Reader, normalize_exclusive
@@ -74,7 +74,7 @@ class Anthropic:
         usage = obj["usage"]
         report, reader = read_report(usage)
         outcome = normalize_exclusive(report, reader)
-        if _observe_only(ctx):
+        if ctx.observe_only:
             tally.observe(unapplied(outcome), usage, None, final=True)
             return None
         emitted = _clamped(usage, reader)
@@ -85,21 +85,12 @@ class Anthropic:
         return _MessagesStream(tally, ctx)
 
     def is_end(self, name: str | None, data: str) -> bool:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            obj = None
-        return (obj.get("type", name) if isinstance(obj, dict) else name) == "message_stop"
+        return event_type(name, data) == "message_stop"
 
 
-def _observe_only(ctx: Context) -> bool:
-    return ctx.profile is not None and ctx.profile.observe_only
-
-
-class _MessagesStream:
+class _MessagesStream(Session):
     def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.observe_only = _observe_only(ctx)
+        super().__init__(tally, ctx)
         # The cumulative snapshot so far: the fields of message_start's usage, each replaced by
         # the later message_delta that carries it (R4: replace, never add; null is absent).
         self.snapshot: dict[str, Any] = {}

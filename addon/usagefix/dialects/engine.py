@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, unapplied
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import (
@@ -94,8 +94,8 @@ class FieldMapDialect:
         try:
             obj = json.loads(data)
         except ValueError:
-            return False
-        return isinstance(obj, dict) and self._ends(obj, name)
+            obj = None
+        return self._ends(obj, name) if isinstance(obj, dict) else name in self.spec.end_events
 
     def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
@@ -150,7 +150,7 @@ class FieldMapDialect:
             tally.upstream_usage = tally.emitted_usage = dict(usage)
             return None
         outcome = self._normalize(read, ctx)
-        if ctx.profile is not None and ctx.profile.observe_only or self.spec.observe_only:
+        if ctx.observe_only or self.spec.observe_only:
             tally.observe(unapplied(outcome), usage, None, final=final)
             return None
         edits = self._edits(read, outcome.after)
@@ -222,13 +222,12 @@ def _apply(usage: Mapping[str, Any], edits: Mapping[str, int]) -> dict[str, Any]
     return new
 
 
-class _Session:
+class _Session(Session):
     """A stream of a `FieldMapDialect`: each usage-bearing event through the engine."""
 
     def __init__(self, dialect: FieldMapDialect, tally: Tally, ctx: Context) -> None:
+        super().__init__(tally, ctx)
         self.dialect = dialect
-        self.tally = tally
-        self.ctx = ctx
 
     def might_carry_usage(self, raw: bytes) -> bool:
         return self.dialect.might_carry_usage(raw)

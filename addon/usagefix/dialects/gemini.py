@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, unapplied
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import GeminiReport, Reader, normalize_gemini
@@ -100,10 +100,9 @@ class Gemini:
         return isinstance(obj, dict) and _finished(obj)
 
 
-class _GeminiStream:
+class _GeminiStream(Session):
     def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.observe_only = ctx.profile is not None and ctx.profile.observe_only
+        super().__init__(tally, ctx)
         self._peak = 0
         """The largest total of the snapshots so far."""
 

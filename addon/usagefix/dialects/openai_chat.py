@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Session, Tally
 from usagefix.dialects.inclusive import CHAT, model_of, rewrite_json_usage, rewrite_usage
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
@@ -45,11 +45,7 @@ class OpenAIChat:
         return data.strip() == "[DONE]"
 
 
-class _ChatStream:
-    def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.ctx = ctx
-
+class _ChatStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         # Every chunk of a stream that asked for usage has `"usage":null` except the usage chunk.
         # Inside a JSON string a quote is escaped, so `"usage"` only occurs as a key (or as the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Session, Tally, event_type
 from usagefix.dialects.inclusive import RESPONSES, model_of, rewrite_json_usage, rewrite_usage
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
@@ -33,18 +33,10 @@ class OpenAIResponses:
         return _ResponsesStream(tally, ctx)
 
     def is_end(self, name: str | None, data: str) -> bool:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            obj = None
-        return (obj.get("type", name) if isinstance(obj, dict) else name) in TERMINAL
+        return event_type(name, data) in TERMINAL
 
 
-class _ResponsesStream:
-    def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.ctx = ctx
-
+class _ResponsesStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         return any(t in raw for t in _TERMINAL_BYTES)
 
