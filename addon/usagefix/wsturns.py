@@ -18,7 +18,7 @@ from typing import Any
 from usagefix.dialects import Context, Dialect, detect_websocket
 from usagefix.normalize import UsageShapeError
 from usagefix.record import build_record, summary
-from usagefix.rewriter import Rewrite, changed_span
+from usagefix.result import Rewrite, changed_span
 
 __all__ = ["TURNS_KEY", "Turn", "detect_websocket", "read_turn", "turns_summary"]
 
