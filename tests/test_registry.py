@@ -189,3 +189,15 @@ def test_an_ndjson_stream_is_rewritten_by_the_spec() -> None:
     out, rw = rewrite_stream(DIALECTS["ollama"], body, framing="ndjson")
     assert json.loads(out.splitlines()[1]) == {"done": True, "prompt_eval_count": 5, "eval_count": 0}
     assert rw.ended and rw.outcome.tally.final_seen
+
+
+def test_cohere_checks_billed_units_only_beside_tokens() -> None:
+    from usagefix.dialects.cohere import check_billed
+
+    for usage in ({"billed_units": {"input_tokens": 9}}, {"tokens": {"input_tokens": 1}}):
+        tally = Tally()
+        check_billed(usage, tally)
+        assert tally.anomalies == []
+    tally = Tally()
+    check_billed({"billed_units": {"output_tokens": 3}, "tokens": {"output_tokens": 2}}, tally)
+    assert tally.anomalies == ["billed_exceeds_processed:output_tokens"]
