@@ -201,3 +201,9 @@ def test_cohere_checks_billed_units_only_beside_tokens() -> None:
     tally = Tally()
     check_billed({"billed_units": {"output_tokens": 3}, "tokens": {"output_tokens": 2}}, tally)
     assert tally.anomalies == ["billed_exceeds_processed:output_tokens"]
+
+
+def test_a_profile_names_only_a_dialect_the_registry_knows() -> None:
+    assert Profile(name="p", dialect="ollama").dialect == "ollama"
+    with pytest.raises(ValidationError, match="Input should be 'openai_chat', 'openai_responses'"):
+        Profile(name="p", dialect="openai")
