@@ -195,8 +195,16 @@ def main() -> None:
                 ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py")], tmp, "addon"
             ),
             "ledger": start(
-                ["--mode", target, "-s", str(ROOT / "addon" / "normalize_usage.py"),
-                 "--set", f"usage_ledger={tmp / 'ledger.sqlite'}"], tmp, "ledger",
+                [
+                    "--mode",
+                    target,
+                    "-s",
+                    str(ROOT / "addon" / "normalize_usage.py"),
+                    "--set",
+                    f"usage_ledger={tmp / 'ledger.sqlite'}",
+                ],
+                tmp,
+                "ledger",
             ),  # fmt: skip
         }
         results: dict[str, dict[str, list[tuple[float, float]]]] = {}

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from usagefix.dialects import DIALECTS, Context
+from usagefix.dialects.registry import FILE_SUFFIXES
 from usagefix.framing import Framing
 from usagefix.profiles import Profile, ProfileSet
 from usagefix.record import UsageRecord, build_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).resolve().parent.parent / "flows" / "golden"
-STREAMED: dict[str, Framing] = {".sse": "sse", ".jsonarray": "json_array"}
+STREAMED = FILE_SUFFIXES  # a case's framing, by its file's suffix (the registry's map)
 PINNED = ("status", "final_seen", "rules", "anomalies", "usage_after", "emitted_usage")
 
 

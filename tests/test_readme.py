@@ -39,3 +39,17 @@ def test_the_first_screen_shows_exactly_the_two_commands() -> None:
     assert block is not None
     commands = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
     assert commands == ["scripts/run", "scripts/test"]
+
+
+def test_the_dialect_table_is_generated_from_the_registry() -> None:
+    """`scripts/readme_tables.py --check`: the README's dialect table is the registry's, as `cog
+    --check` would say; a drifted table fails the suite."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import readme_tables
+
+    assert readme_tables.render(README) == README
+    assert readme_tables.main(["--check"]) == 0
+    drifted = README.replace("| Cohere Chat v2 |", "| Cohere |")
+    assert readme_tables.render(drifted) != drifted

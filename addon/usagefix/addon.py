@@ -49,6 +49,7 @@ from usagefix.redaction import redact_headers, redact_path
 from usagefix.replayed import Recorded, RecordIndex
 from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
+from usagefix.wsturns import TURNS_KEY, detect_websocket, read_turn, turns_summary
 
 __all__ = ["UsageFix"]
 
@@ -451,6 +452,29 @@ class UsageFix:
             capture = capture_path(ctx.options.save_stream_file, Path.cwd())
             ca = os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem")
             print("\n".join(banner(listeners, capture, ca)), flush=True)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """A server message on an LLM WebSocket (Responses, Realtime): one turn's usage, read,
+        normalized and recorded in `flow.metadata["usagefix_turns"]` (see usagefix.wsturns)."""
+        ws = flow.websocket
+        if not flow.live or ws is None or not ws.messages:
+            return
+        message = ws.messages[-1]  # mitmproxy: the newest, and it may be modified here
+        dialect = detect_websocket(flow.request.path)
+        if message.from_client or not message.is_text or dialect is None:
+            return
+        req = flow.request
+        profile = self.profiles.match(req.host, req.port, req.path, None)
+        turn = read_turn(dialect, message.text, len(ws.messages) - 1, Context(profile=profile))
+        if turn is None:
+            return
+        if turn.text is not None:
+            message.text = turn.text
+        turns = flow.metadata.setdefault(TURNS_KEY, [])
+        turns.append(turn.entry)
+        flow.comment = turns_summary(turns, turn)
+        if turn.entry["record"]["anomalies"]:
+            flow.marked = ":warning:"
 
     def done(self) -> None:
         if self.log_lines:

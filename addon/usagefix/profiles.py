@@ -17,14 +17,25 @@ import fnmatch
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 __all__ = ["BUILTIN_PROFILES", "Profile", "ProfileError", "ProfileSet", "load_profiles"]
 
 Counting = Literal["included", "excluded"]
-DialectName = Literal["openai_chat", "openai_responses", "anthropic", "gemini", "bedrock"]
+
+
+def _known_dialect(name: str) -> str:
+    """A dialect the registry knows (imported here: the dialects import profiles)."""
+    from usagefix.dialects.registry import NAMES
+
+    if name not in NAMES:
+        raise ValueError(f"Input should be {', '.join(repr(n) for n in NAMES)}")
+    return name
+
+
+DialectName = Annotated[str, AfterValidator(_known_dialect)]
 
 
 class Profile(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from usagefix.rewriter import Rewrite
+from usagefix.result import Rewrite
 from usagefix.usage import CanonicalUsage
 
 __all__ = [

@@ -211,7 +211,9 @@ def test_scripts_run_writes_the_ledger_and_a_ledger_of_the_callers_replaces_it(
         stop(proc)
     assert "set 2 times" not in log.read_text()
     assert [r.usagefix_status for r in got] == ["rewritten"]
-    assert '--set "usage_ledger=$ROOT/flows/captures/usagefix.sqlite"' in (ROOT / "scripts" / "run").read_text()
+    assert (
+        '--set "usage_ledger=$ROOT/flows/captures/usagefix.sqlite"' in (ROOT / "scripts" / "run").read_text()
+    )
 
 
 def test_a_failed_connection_to_the_upstream_is_a_row_too(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from conftest import ROOT, start_mitmdump, stop
 from genai_prices import Usage, calc_price
 from upstream import Scenario, Upstream
+
+from conftest import ROOT, start_mitmdump, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -154,7 +155,9 @@ def chat_step(n: int, usage: dict[str, Any], call_id: str | None) -> bytes:
             "object": "chat.completion",
             "created": 1764633600,
             "model": "claude-sonnet-4-5",
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if call_id else "stop"}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if call_id else "stop"}
+            ],
             "usage": usage,
         }
     ).encode()
@@ -165,7 +168,11 @@ def price(model: str, provider: str, **counts: int) -> Decimal:
 
 
 # Each step: (fresh input, 1h cache write, cache read, output, the tool call it emits).
-CLAUDE_STEPS = [(12, 30000, 0, 80, "toolu_01A"), (40, 500, 30000, 120, "toolu_01B"), (30, 0, 30500, 200, None)]
+CLAUDE_STEPS = [
+    (12, 30000, 0, 80, "toolu_01A"),
+    (40, 500, 30000, 120, "toolu_01B"),
+    (30, 0, 30500, 200, None),
+]
 CODEX_STEPS = [(9000, 0, 300, "call_codex_1"), (9400, 8960, 500, None)]  # (input, cached, output, call)
 FOUNDING = {"prompt_tokens": 1678, "completion_tokens": 370, "total_tokens": 2048,
             "prompt_tokens_details": {"cached_tokens": 105530}}  # fmt: skip
@@ -189,7 +196,9 @@ def run_claude_loop(url: str, upstream: Upstream) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "fix the bug in a.py"}]
     for n, (fresh, write, read, output, tool_id) in enumerate(CLAUDE_STEPS):
         body = anthropic_step(n, fresh=fresh, write_1h=write, read=read, output=output, tool_id=tool_id)
-        upstream.scenario = Scenario(body=body, content_type="text/event-stream", chunks=[body[:97], body[97:]])
+        upstream.scenario = Scenario(
+            body=body, content_type="text/event-stream", chunks=[body[:97], body[97:]]
+        )
         with client.messages.stream(model="claude-sonnet-4-5", max_tokens=1000, messages=messages) as s:  # type: ignore[arg-type]
             final = s.get_final_message()
         assert final.usage.cache_read_input_tokens == read  # the client got the full snapshot (R4)

@@ -15,11 +15,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, event_type, unapplied
+from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import ExclusiveReport, Fired, Outcome, Reader, normalize_exclusive
 
-__all__ = ["Anthropic"]
+__all__ = ["DIALECT", "SPEC", "Anthropic"]
 
 # The headline counts every snapshot we emit carries, in Anthropic's own order.
 HEADLINES = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
@@ -73,7 +74,7 @@ class Anthropic:
         usage = obj["usage"]
         report, reader = read_report(usage)
         outcome = normalize_exclusive(report, reader)
-        if _observe_only(ctx):
+        if ctx.observe_only:
             tally.observe(unapplied(outcome), usage, None, final=True)
             return None
         emitted = _clamped(usage, reader)
@@ -84,21 +85,12 @@ class Anthropic:
         return _MessagesStream(tally, ctx)
 
     def is_end(self, name: str | None, data: str) -> bool:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            obj = None
-        return (obj.get("type", name) if isinstance(obj, dict) else name) == "message_stop"
+        return event_type(name, data) == "message_stop"
 
 
-def _observe_only(ctx: Context) -> bool:
-    return ctx.profile is not None and ctx.profile.observe_only
-
-
-class _MessagesStream:
+class _MessagesStream(Session):
     def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.observe_only = _observe_only(ctx)
+        super().__init__(tally, ctx)
         # The cumulative snapshot so far: the fields of message_start's usage, each replaced by
         # the later message_delta that carries it (R4: replace, never add; null is absent).
         self.snapshot: dict[str, Any] = {}
@@ -207,3 +199,46 @@ def _with_snapshot(delta: Mapping[str, Any], full: Mapping[str, Any]) -> dict[st
             out[key] = value
     place(len(HEADLINES))
     return out
+
+
+# What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
+_REPAIRS = (
+    "**R4** every `message_delta` carries the full cumulative snapshot (`input_tokens`, "
+    "`cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`, and the "
+    "`cache_creation` TTL split when it adds up), merged from `message_start` by replacement, "
+    "never addition; a `null` in a delta never replaces a known count (the SDK treats it as "
+    "absent); a count nobody reported is not filled in; a new `cache_creation_input_tokens` "
+    "without its split drops the stale one. A delta that already carries the snapshot passes "
+    "unchanged. I4."
+)
+
+SPEC = DialectSpec(
+    name="anthropic",
+    rank=30,
+    title="Anthropic Messages (also Claude on Vertex)",
+    paths=(
+        # Anthropic's SDK always appends `/v1/messages` to its base URL, whatever the gateway's
+        # path; `…/threads/v1/messages` is a thread's (OpenAI Assistants), not a message.
+        r"(?!(?:.*/)?threads/v1/messages$)(?:.*)/v1/messages",
+        # Claude on Vertex speaks Anthropic. Other publishers' rawPredict (Mistral, Llama, AI21,
+        # custom endpoints) do not, and `count-tokens:rawPredict` answers with a count only.
+        r"(?:.*/)?publishers/anthropic/models/(?!count-tokens:[^:/]*$)[^/]*:(?:rawPredict|streamRawPredict)",
+    ),
+    shown_paths=("`POST …/v1/messages`, `…/publishers/anthropic/models/…:rawPredict` / `:streamRawPredict`"),
+    framing_shown="JSON, SSE",
+    usage_at=("usage", "message.usage"),
+    end_events=("message_stop",),
+    cumulative="replace_by_field",
+    fields=(
+        # Exclusive (§3.1): input_tokens is the uncached part; cache counts stand beside it.
+        Field(key="input_tokens", unit="input_total", kind="headline"),
+        Field(key="cache_read_input_tokens", unit="cache_read", kind="beside"),
+        Field(key="cache_creation_input_tokens", unit="cache_write", kind="beside"),
+        Field(key="output_tokens", unit="output_total", kind="headline"),
+        Field(key="output_tokens_details.thinking_tokens", unit="reasoning", kind="subset"),
+    ),
+    emits=(*HEADLINES, "cache_creation", "output_tokens_details", "server_tool_use"),
+    repairs=_REPAIRS,
+)
+
+DIALECT = Anthropic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -9,7 +10,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["NO_CONTEXT", "Context", "Dialect", "StreamSession", "Tally", "unapplied"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "Session", "StreamSession", "Tally", "event_type", "unapplied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,11 @@ class Context:
     response_headers: tuple[tuple[str, str], ...] = ()
     """The response's headers (names lower-case), for dialects that report usage there (Bedrock
     InvokeModel's `x-amzn-bedrock-*-token-count`); empty when not known."""
+
+    @property
+    def observe_only(self) -> bool:
+        """The matched profile says: record, never rewrite."""
+        return self.profile is not None and self.profile.observe_only
 
     def header(self, name: str) -> str | None:
         """The first response header called `name` (lower-case), if any."""
@@ -80,6 +86,25 @@ class Tally:
         for a in anomalies:
             if a not in self.anomalies:
                 self.anomalies.append(a)
+
+
+class Session:
+    """What every dialect's stream session holds: the tally it fills, the response's context."""
+
+    def __init__(self, tally: Tally, ctx: Context) -> None:
+        self.tally = tally
+        self.ctx = ctx
+        self.observe_only = ctx.observe_only
+
+
+def event_type(name: str | None, data: str) -> object:
+    """An event's type: the `type` of its JSON object, else its SSE event name (never a byte
+    search: a text delta may say `message_stop`)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        obj = None
+    return obj.get("type", name) if isinstance(obj, dict) else name
 
 
 class StreamSession(Protocol):

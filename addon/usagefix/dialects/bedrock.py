@@ -23,9 +23,10 @@ from typing import Any
 
 from usagefix.dialects import anthropic
 from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.normalize import ExclusiveReport, Reader, normalize_exclusive
 
-__all__ = ["Bedrock"]
+__all__ = ["DIALECT", "SPEC", "Bedrock"]
 
 HEADER_COUNTS = {
     "inputTokens": "x-amzn-bedrock-input-token-count",
@@ -152,3 +153,52 @@ class _BedrockStream:
             if isinstance(metrics, dict):
                 observe_invocation_metrics(metrics, self.tally)
         return None
+
+
+# What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
+_REPAIRS = (
+    "observe-only: usage from the `metadata` event, `amazon-bedrock-invocationMetrics`, "
+    "InvokeModel's body (Claude's Messages `usage`, Nova's) or, failing those, its "
+    "`x-amzn-bedrock-*-token-count` headers is recorded and checked (`totalTokens` includes "
+    "the cache counts); frames pass byte for byte; a frame failing its CRC is flagged."
+)
+
+SPEC = DialectSpec(
+    name="bedrock",
+    rank=90,
+    title="AWS Bedrock",
+    paths=(
+        # `/model/{id}/{action}`; an unencoded inference-profile ARN has slashes in its id.
+        r"(?:.*/)?model/[^/]*/(?:converse|converse-stream|invoke|invoke-with-response-stream)",
+        r".*/model/arn:.*/(?:converse|converse-stream|invoke|invoke-with-response-stream)",
+    ),
+    shown_paths="`/model/{id}/converse`, `converse-stream`, `invoke`, `invoke-with-response-stream`",
+    framing_shown="JSON, `application/vnd.amazon.eventstream` (binary, CRC-checked)",
+    usage_at=("usage", "amazon-bedrock-invocationMetrics", "x-amzn-bedrock-*-token-count"),
+    end_events=("messageStop", "metadata", _METRICS),
+    cumulative="final_once",
+    fields=(
+        # Exclusive, like Anthropic (§5): totalTokens includes the cache counts inputTokens leaves out.
+        Field(key="inputTokens", unit="input_total", kind="headline"),
+        Field(
+            key="cacheReadInputTokens",
+            unit="cache_read",
+            kind="beside",
+            aliases=("cacheReadInputTokenCount",),
+        ),
+        Field(
+            key="cacheWriteInputTokens",
+            unit="cache_write",
+            kind="beside",
+            aliases=("cacheWriteInputTokenCount",),
+        ),
+        Field(key="outputTokens", unit="output_total", kind="headline"),
+        Field(key="totalTokens", unit="total", kind="headline"),
+    ),
+    emits=("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens"),
+    # Rewriting a signed binary stream means re-framing and re-CRCing it: observe-only (§8.5).
+    observe_only=True,
+    repairs=_REPAIRS,
+)
+
+DIALECT = Bedrock()

@@ -15,12 +15,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import GeminiReport, Reader, normalize_gemini
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["Gemini"]
+__all__ = ["DIALECT", "SPEC", "Gemini"]
 
 COUNTS = (
     "promptTokenCount",
@@ -99,10 +100,9 @@ class Gemini:
         return isinstance(obj, dict) and _finished(obj)
 
 
-class _GeminiStream:
+class _GeminiStream(Session):
     def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.observe_only = ctx.profile is not None and ctx.profile.observe_only
+        super().__init__(tally, ctx)
         self._peak = 0
         """The largest total of the snapshots so far."""
 
@@ -133,3 +133,41 @@ class _GeminiStream:
         emitted = emit(um, outcome.after, report)
         self.tally.observe(outcome, um, emitted, final=final)
         return None if emitted is None else replace_at(text, ["usageMetadata"], emitted)
+
+
+# What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
+_REPAIRS = (
+    "**I3** `totalTokenCount` below prompt + candidates + thoughts + tool-use prompt is "
+    "raised (one above is kept and flagged). **R1** cache left out of `promptTokenCount`. "
+    "Snapshots are cumulative: never summed; the last is authoritative; a final one below an "
+    "earlier one is flagged (`snapshot_decreased`; dips between server-side tool turns are "
+    "not)."
+)
+
+SPEC = DialectSpec(
+    name="gemini",
+    rank=40,
+    title="Gemini, Vertex AI",
+    # Google's custom methods: `…/models/NAME:generateContent` (Gemini API, Vertex AI).
+    paths=(r"(?:.*/)?[^/]*:(?:generateContent|streamGenerateContent)",),
+    shown_paths="`…:generateContent`, `…:streamGenerateContent`",
+    # AI Studio streams one JSON array (as application/json) unless asked for SSE.
+    path_framings=((r"^(?!.*alt=sse).*:streamGenerateContent", "json_array"),),
+    framing_shown="JSON, SSE (`alt=sse`, CRLF on Vertex), and the streamed JSON array without `alt=sse`",
+    usage_at=("usageMetadata",),
+    end_events=("finishReason",),
+    cumulative="last_snapshot",
+    fields=(
+        # promptTokenCount includes cached content; thoughts and tool-use prompt stand beside (§4.1).
+        Field(key="promptTokenCount", unit="input_total", kind="headline"),
+        Field(key="cachedContentTokenCount", unit="cache_read", kind="subset"),
+        Field(key="toolUsePromptTokenCount", unit="input_total", kind="beside"),
+        Field(key="candidatesTokenCount", unit="output_total", kind="headline"),
+        Field(key="thoughtsTokenCount", unit="reasoning", kind="beside"),
+        Field(key="totalTokenCount", unit="total", kind="headline"),
+    ),
+    emits=COUNTS,
+    repairs=_REPAIRS,
+)
+
+DIALECT = Gemini()

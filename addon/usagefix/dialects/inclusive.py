@@ -272,7 +272,7 @@ def rewrite_usage(
         # cache reads fit inside the prompt: right for an inclusive upstream, wrong for one that
         # left them out. Nothing proves which; a profile can say (`prompt_cache_reads`).
         tally.flag("ambiguous_inclusivity")
-    if profile is not None and profile.observe_only:
+    if ctx.observe_only:
         tally.observe(unapplied(outcome), usage, None, final=final)
         return None
     emitted = emit(usage, outcome.after, shape, _adds(usage, shape, sources, outcome.fired))

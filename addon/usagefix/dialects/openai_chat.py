@@ -20,11 +20,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.base import Context, Session, Tally
 from usagefix.dialects.inclusive import CHAT, model_of, rewrite_json_usage, rewrite_usage
+from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.jsonedit import replace_at
 
-__all__ = ["OpenAIChat"]
+__all__ = ["DIALECT", "SPEC", "OpenAIChat"]
 
 # `"usage":null` as the upstream writes it, with the comma that joins it to its neighbour.
 _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
@@ -44,11 +45,7 @@ class OpenAIChat:
         return data.strip() == "[DONE]"
 
 
-class _ChatStream:
-    def __init__(self, tally: Tally, ctx: Context) -> None:
-        self.tally = tally
-        self.ctx = ctx
-
+class _ChatStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         # Every chunk of a stream that asked for usage has `"usage":null` except the usage chunk.
         # Inside a JSON string a quote is escaped, so `"usage"` only occurs as a key (or as the
@@ -121,3 +118,78 @@ def is_final(chunk: Mapping[str, Any]) -> bool:
     if not isinstance(choices, list) or not choices:
         return True
     return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+# What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
+_REPAIRS = (
+    "**R1** `cached_tokens > prompt_tokens` (or `total_tokens` counting reads beside the "
+    "prompt, unless reasoning explains the same gap: then `ambiguous_total_gap`): cache reads "
+    "added to `prompt_tokens`. **R2** reads fit, reads + writes do not: cache writes added. "
+    "**R3** `total_tokens` counts reasoning (and tool-use prompt tokens) that completion and "
+    "prompt leave out (Gemini translated to OpenAI), or, for a Gemini model, thinking that "
+    "only the total shows (Gemini's OpenAI-compatible endpoint). **R5** reasoning beside "
+    "`completion_tokens` (xAI's own API), when the total says so, or the numbers prove it and "
+    "the total does not say otherwise (`reasoning_tokens > completion_tokens` next to `total "
+    "= prompt + completion` is flagged `reasoning_exceeds_completion`, not repaired). **R6** "
+    "DeepSeek's `prompt_cache_hit_tokens` copied to `prompt_tokens_details.cached_tokens` "
+    "(miss tokens are never subtracted). **I3** a `total_tokens` below prompt + completion is "
+    "raised; one above is never lowered: tokens nothing explains stay in it and are flagged "
+    "`total_exceeds_parts`. **I4** negative counts become 0. Non-standard cache-write keys "
+    "(`cached_creation_tokens`, `cache_creation_tokens`) are renamed to `cache_write_tokens`, "
+    "never duplicated. A rewritten block keeps the upstream's keys plus what the rule names "
+    "(no `total_tokens` where there was none; `null` stays `null`), and only the changed "
+    "numbers are re-spelled. The usage chunk is found by `usage != null`, whatever its "
+    "`choices`, or in Groq's `x_groq.usage`, or in the finishing choice (Moonshot); it is "
+    "final (R8) only on a chunk with empty `choices` or a `finish_reason`: usage on every "
+    "chunk (vLLM continuous usage, translators) is checked chunk by chunk, never summed, and "
+    "a stream cut before the final chunk stays unmeasured. Provider `cost` is never touched; "
+    "OpenRouter's `: OPENROUTER PROCESSING` comments pass byte for byte."
+)
+
+SPEC = DialectSpec(
+    name="openai_chat",
+    rank=10,
+    title=(
+        "OpenAI Chat Completions, and the OpenAI-compatible family (CLI proxies, LiteLLM, OpenRouter, "
+        "DeepSeek, xAI, vLLM, Mistral, Ollama, Azure, Groq, Moonshot)"
+    ),
+    paths=(r"(?:.*/)?chat/completions",),
+    shown_paths="`POST …/chat/completions`",
+    framing_shown="JSON, SSE",
+    # Groq's `x_groq.usage` and Moonshot's per-choice `usage` are read when the top level has none.
+    usage_at=("usage", "x_groq.usage", "choices.*.usage"),
+    end_events=("[DONE]",),
+    cumulative="final_once",
+    fields=(
+        Field(key="prompt_tokens", unit="input_total", kind="headline"),
+        # Inclusive (§1.1): cached and cache-write tokens are inside prompt_tokens.
+        Field(
+            key="prompt_tokens_details.cached_tokens",
+            unit="cache_read",
+            kind="subset",
+            aliases=("cache_read_input_tokens", "prompt_cache_hit_tokens"),
+        ),
+        Field(
+            key="prompt_tokens_details.cache_write_tokens",
+            unit="cache_write",
+            kind="subset",
+            aliases=(
+                "prompt_tokens_details.cached_creation_tokens",
+                "prompt_tokens_details.cache_creation_tokens",
+            ),
+        ),
+        Field(key="completion_tokens", unit="output_total", kind="headline"),
+        Field(key="completion_tokens_details.reasoning_tokens", unit="reasoning", kind="subset"),
+        Field(key="total_tokens", unit="total", kind="headline"),
+    ),
+    emits=(
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+    ),
+    repairs=_REPAIRS,
+)
+
+DIALECT = OpenAIChat()

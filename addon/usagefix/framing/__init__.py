@@ -7,6 +7,7 @@ from typing import Literal, Protocol
 
 from usagefix.framing.eventstream import EventStreamFramer, Frame
 from usagefix.framing.json_array import ArrayElement, JSONArrayFramer
+from usagefix.framing.ndjson import NDJSONFramer, NDJSONLine
 from usagefix.framing.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent, SSEFramer, parse_fields, replace_data
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "Framer",
     "Framing",
     "JSONArrayFramer",
+    "NDJSONFramer",
+    "NDJSONLine",
     "SSEEvent",
     "SSEFramer",
     "make_framer",
@@ -25,7 +28,7 @@ __all__ = [
     "replace_data",
 ]
 
-Framing = Literal["sse", "json_array", "eventstream"]
+Framing = Literal["sse", "json_array", "eventstream", "ndjson"]
 
 
 class Event(Protocol):
@@ -67,4 +70,6 @@ def make_framer(framing: Framing, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
         return JSONArrayFramer(max_event_bytes)
     if framing == "eventstream":
         return EventStreamFramer(max_event_bytes)
+    if framing == "ndjson":
+        return NDJSONFramer(max_event_bytes)
     return SSEFramer(max_event_bytes)

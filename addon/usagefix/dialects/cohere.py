@@ -1,0 +1,62 @@
+"""Cohere's Chat API v2: `POST /v2/chat`.
+
+`usage` holds two readings of one request: `tokens` (every token the model processed, the prompt
+template included) and `billed_units` (what Cohere bills, without the template), plus
+`cached_tokens`. A stream is SSE; usage comes once, on `message-end`, in `delta.usage`. We
+normalize `tokens` and check `billed_units` against it; `billed_units` is never touched (like a
+provider's `cost`: it is what the invoice says, not a count to repair).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from usagefix.dialects.base import Tally
+from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.spec import DialectSpec, Field
+
+__all__ = ["DIALECT", "SPEC"]
+
+SPEC = DialectSpec(
+    name="cohere",
+    rank=60,
+    title="Cohere Chat v2",
+    paths=(r"(?:.*/)?v2/chat",),
+    shown_paths="`POST …/v2/chat`",
+    framing_shown="JSON, SSE (`message-end`)",
+    usage_at=("usage", "delta.usage"),
+    end_events=("message-end",),
+    cumulative="final_once",
+    fields=(
+        Field(key="tokens.input_tokens", unit="input_total", kind="headline"),
+        # Assumed inclusive: Cohere documents `cached_tokens` as the prompt tokens served from its
+        # cache, and `tokens.input_tokens` as every prompt token the model processed, so the
+        # cached ones are among them (as OpenAI counts them). More cached than input cannot happen
+        # under that reading: R1 applies.
+        Field(key="cached_tokens", unit="cache_read", kind="subset"),
+        Field(key="tokens.output_tokens", unit="output_total", kind="headline"),
+    ),
+    emits=("billed_units", "tokens", "cached_tokens"),
+    untouched=("billed_units",),
+    repairs=(
+        "**R1** `cached_tokens` above `tokens.input_tokens` (assumed inclusive): cache reads added "
+        "to `tokens.input_tokens`. **I4** negative counts become 0. `billed_units` is read and "
+        "checked (`billed_exceeds_processed` when it bills more than `tokens` counts), never "
+        "touched."
+    ),
+)
+
+
+def check_billed(usage: Mapping[str, Any], tally: Tally) -> None:
+    """Billed units leave the prompt template out, so they never exceed what was processed."""
+    billed, tokens = usage.get("billed_units"), usage.get("tokens")
+    if not isinstance(billed, Mapping) or not isinstance(tokens, Mapping):
+        return
+    for key in ("input_tokens", "output_tokens"):
+        b, t = billed.get(key), tokens.get(key)
+        if isinstance(b, int | float) and isinstance(t, int | float) and b > t:
+            tally.flag(f"billed_exceeds_processed:{key}")
+
+
+DIALECT = FieldMapDialect(SPEC, check=check_billed)
