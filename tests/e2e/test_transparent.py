@@ -22,9 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from mitmproxy import certs
+from h2upstream import private_ca
 from upstream import Scenario, Upstream, awkward_cuts
 
 from conftest import MITMDUMP, ROOT, Proxy, stop
@@ -110,19 +108,7 @@ def netns() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def upstream_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
-    """A private CA of the upstream's (not the mitmproxy CA) and a server context for `NAME`."""
-    tmp = tmp_path_factory.mktemp("upstream-ca")
-    store = certs.CertStore.from_store(tmp, "upstream", 2048)
-    entry = store.get_cert(NAME, [x509.DNSName(NAME)])
-    (tmp / "server.pem").write_bytes(
-        entry.cert.to_pem()
-        + entry.privatekey.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp / "server.pem")
-    return tmp / "upstream-ca-cert.pem", ctx
+    return private_ca(tmp_path_factory.mktemp("upstream-ca"), NAME)
 
 
 @pytest.fixture(scope="module")
