@@ -10,6 +10,7 @@ Needs root, iproute2 (`ip netns`, veth) and iptables; skipped, saying which, whe
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -32,9 +33,11 @@ pytestmark = pytest.mark.e2e
 NAME = "api.example-llm.com"
 TAG = f"ufx{os.getpid() % 100000}"
 NS, VETH_HOST, VETH_NS = TAG, f"{TAG}h", f"{TAG}c"
-# A /30 of the namespace's own: the gateway (this host, where mitmdump and the upstream listen) and
-# the client. Nothing else is ever addressed.
-GATEWAY, CLIENT = "10.253.77.1", "10.253.77.2"
+# A /30 of the namespace's own, one per test process (two runs at once must not share it): the
+# gateway (this host, where mitmdump and the upstream listen) and the client. Nothing else is
+# ever addressed.
+_NET = ipaddress.ip_address("10.253.0.0") + 4 * (os.getpid() % 16000)
+GATEWAY, CLIENT = str(_NET + 1), str(_NET + 2)
 GOLDEN = ROOT / "flows" / "golden"
 PROFILES = f'[[profile]]\nname = "example-llm"\nhost = "{NAME}"\nprompt_cache_reads = "excluded"\n'
 AMBIGUOUS = (
