@@ -350,3 +350,38 @@ def test_a_long_header_that_decodes_to_nothing_yet_is_no_error() -> None:
     head, body = _gzip_with_comment(decoding._KEEP_UNPRODUCTIVE + 5000)
     chunks = cut(head + body, range(0, len(head) + len(body), 1024))
     assert decode_all(decoder("gzip"), chunks) == BODY
+
+
+@given(
+    data=st.data(), encoding=st.sampled_from(["gzip", "deflate", "br", "zstd"]), junk=st.binary(max_size=300)
+)
+def test_arbitrary_bytes_raise_only_a_decode_error_that_hands_back_the_raw_tail(
+    data: st.DataObject, encoding: str, junk: bytes
+) -> None:
+    d, fed = decoder(encoding), b""
+    try:
+        for c in data.draw(chunkings(junk)):
+            fed += c
+            d.decode(c)
+        d.flush()
+    except DecodeError as e:
+        assert fed.endswith(e.tail)  # the bytes handed back are the last ones fed, as they came
+
+
+@given(data=st.data(), name=st.sampled_from([n for n in ALL if n != "br"]), junk=st.binary(max_size=200))
+def test_valid_members_then_arbitrary_bytes_decode_every_member_and_hand_back_the_rest(
+    data: st.DataObject, name: str, junk: bytes
+) -> None:
+    encoding, comp = ALL[name]
+    chunks = data.draw(chunkings(comp + junk))
+    d, out, back, i = decoder(encoding), b"", b"", 0
+    try:
+        for i, c in enumerate(chunks):  # noqa: B007 (i says where it failed)
+            out += d.decode(c)
+        i = len(chunks)
+        out += d.flush()
+    except DecodeError as e:
+        out += e.decoded
+        back = e.tail + b"".join(chunks[i + 1 :])
+    assert out[: len(BODY)] == BODY  # nothing of the valid members is lost
+    assert junk.endswith(back)  # what is handed back raw is the junk's end, as it came

@@ -223,3 +223,45 @@ def test_the_readme_example_is_a_valid_profile_file(tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text(example)
     names = [p.name for p in load_profiles(tmp_path / "p.toml")]
     assert names == ["cliproxy-claude", "lab-gateway", "watch-only"]
+
+
+def test_a_profile_matches_the_name_the_client_asked_for_not_only_the_address() -> None:
+    # Transparent mode: the address is the destination IP, the name comes from Host / SNI.
+    mine = Profile(name="mine", host="api.example-llm.com", dialect="openai_chat")
+    profiles = ProfileSet([mine])
+    assert profiles.match("10.200.1.1", 443, "/v1/chat/completions", None) is None
+    assert profiles.match("10.200.1.1", 443, "/x", None, ("api.example-llm.com",)) == mine
+    assert profiles.may_set_dialect("10.200.1.1", 443, "/x", ("api.example-llm.com",))
+    assert not profiles.may_set_dialect("10.200.1.1", 443, "/x")
+    assert (
+        ProfileSet().match("10.0.0.9", 443, "/v1/chat/completions", None, ("api.x.ai",))
+        == BUILTIN_PROFILES[0]
+    )
+    port = Profile(name="port", host="llm.internal:8443")
+    assert port.matches("10.0.0.9", 8443, "/", None, names=("llm.internal",))
+
+
+@pytest.mark.parametrize("via", ["host header", "sni"])
+def test_the_addon_matches_profiles_by_the_name_asked_for_in_transparent_mode(
+    tmp_path: Path, via: str
+) -> None:
+    toml = tmp_path / "p.toml"
+    toml.write_text(
+        '[[profile]]\nname = "mine"\nhost = "api.example-llm.com"\nprompt_cache_reads = "excluded"\n'
+    )
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, usage_profiles=str(toml))
+        req = tutils.treq(
+            method=b"POST", host="10.200.1.1", port=443, path=b"/v1/chat/completions", content=b"{}"
+        )
+        req.headers["host"] = "api.example-llm.com:443" if via == "host header" else "10.200.1.1"
+        f = tflow.tflow(req=req)
+        f.client_conn.sni = "api.example-llm.com" if via == "sni" else None
+        f.response = tutils.tresp(content=AMBIGUOUS, headers=http.Headers(content_type="application/json"))
+        addon.requestheaders(f)
+        addon.request(f)
+        addon.responseheaders(f)
+        addon.response(f)
+    assert f.metadata["usagefix"]["profile"] == "mine"
+    assert f.metadata["usagefix"]["status"] == "rewritten"

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Optional
 from mitmproxy import ctx, exceptions, http
 from mitmproxy import io as mio
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net.http import url
 
 from usagefix.decoding import DecodeError, Decoder, make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
@@ -70,6 +71,18 @@ def _starting() -> bool:
     """Whether mitmproxy is still starting up (its proxy server addon not running yet)."""
     server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
     return server is not None and not getattr(server, "is_running", True)
+
+
+def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
+    """The names the client asked for: the Host header's (or :authority's) and the TLS SNI. In
+    transparent mode `request.host` is the destination IP, so profiles match these too."""
+    names = []
+    if flow.request.host_header:
+        host, _ = url.parse_authority(flow.request.host_header, check=False)
+        names.append(host)
+    if flow.client_conn.sni:
+        names.append(flow.client_conn.sni)
+    return tuple(dict.fromkeys(n for n in names if n and n != flow.request.host))
 
 
 def _refuse(problems: list[str]) -> NoReturn:
@@ -301,19 +314,20 @@ class UsageFix:
 
     # -- request -------------------------------------------------------------------------
 
-    def _is_llm(self, req: http.Request) -> bool:
+    def _is_llm(self, flow: http.HTTPFlow) -> bool:
+        req = flow.request
         return detect(req.method, req.path) is not None or self.profiles.may_set_dialect(
-            req.host, req.port, req.path
+            req.host, req.port, req.path, _asked_names(flow)
         )
 
     def _state(self, flow: http.HTTPFlow) -> _FlowState | None:
         """Dialect and context of a request: detected from its path, or set by a profile."""
         req = flow.request
-        if not self._is_llm(req):
+        if not self._is_llm(flow):
             return None  # other traffic: not even its body is parsed
         body = _request_json(flow) or {}
         model = body["model"] if isinstance(body.get("model"), str) else model_from_path(req.path)
-        profile = self.profiles.match(req.host, req.port, req.path, model)
+        profile = self.profiles.match(req.host, req.port, req.path, model, _asked_names(flow))
         dialect = DIALECTS[profile.dialect] if profile and profile.dialect else detect(req.method, req.path)
         if dialect is None:
             return None
@@ -325,7 +339,7 @@ class UsageFix:
         if flow.is_replay == "request":
             _forget_record(flow)
         self._in_flight.add(flow)
-        if self._is_llm(flow.request):
+        if self._is_llm(flow):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
             # response is decoded anyway if the upstream compresses regardless).
             flow.request.anticomp()

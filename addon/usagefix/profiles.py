@@ -46,7 +46,9 @@ class Profile(BaseModel):
     name: str
     """Shown in records (`profile`) and logs."""
     host: str | None = None
-    """Glob on the upstream's `host` or `host:port` (`api.x.ai`, `127.0.0.1:8317`, `*.openai.azure.com`)."""
+    """Glob on `host` or `host:port` (`api.x.ai`, `127.0.0.1:8317`, `*.openai.azure.com`): the name the
+    client asked for (Host header, TLS SNI) or the address connected to. In transparent mode the
+    address is the destination IP, so the name is what a profile written for a host matches."""
     path: str | None = None
     """Glob on the request path without its query (e.g. `*/chat/completions`)."""
     model: str | None = None
@@ -63,12 +65,24 @@ class Profile(BaseModel):
     observe_only: bool = False
     """Record usage, never rewrite it."""
 
-    def matches(self, host: str, port: int, path: str, model: str | None, *, any_model: bool = False) -> bool:
-        if self.host is not None and not (
-            fnmatch.fnmatchcase(host.lower(), self.host.lower())
-            or fnmatch.fnmatchcase(f"{host}:{port}".lower(), self.host.lower())
-        ):
-            return False
+    def matches(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        model: str | None,
+        *,
+        any_model: bool = False,
+        names: tuple[str, ...] = (),
+    ) -> bool:
+        """`names`: other names for the host (the Host header's, the SNI), tried after `host`."""
+        if self.host is not None:
+            glob = self.host.lower()
+            if not any(
+                fnmatch.fnmatchcase(h.lower(), glob) or fnmatch.fnmatchcase(f"{h}:{port}".lower(), glob)
+                for h in (host, *names)
+            ):
+                return False
         if self.path is not None and not fnmatch.fnmatchcase(path.split("?", 1)[0], self.path):
             return False
         if any_model or self.model is None:
@@ -140,9 +154,14 @@ class ProfileSet:
     def __init__(self, user: list[Profile] | None = None) -> None:
         self.profiles = [*(user or []), *BUILTIN_PROFILES]
 
-    def match(self, host: str, port: int, path: str, model: str | None) -> Profile | None:
-        return next((p for p in self.profiles if p.matches(host, port, path, model)), None)
+    def match(
+        self, host: str, port: int, path: str, model: str | None, names: tuple[str, ...] = ()
+    ) -> Profile | None:
+        return next((p for p in self.profiles if p.matches(host, port, path, model, names=names)), None)
 
-    def may_set_dialect(self, host: str, port: int, path: str) -> bool:
+    def may_set_dialect(self, host: str, port: int, path: str, names: tuple[str, ...] = ()) -> bool:
         """Whether a profile that forces a dialect could match, whatever the model."""
-        return any(p.dialect and p.matches(host, port, path, None, any_model=True) for p in self.profiles)
+        return any(
+            p.dialect and p.matches(host, port, path, None, any_model=True, names=names)
+            for p in self.profiles
+        )

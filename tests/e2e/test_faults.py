@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -29,6 +30,8 @@ class RawUpstream:
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.reply = b""
+        self.pauses: dict[int, float] = {}
+        """Seconds to stall after sending the reply up to each offset."""
         threading.Thread(target=self._serve, daemon=True).start()
 
     @property
@@ -62,8 +65,16 @@ class RawUpstream:
             )
             while len(rest) < length:
                 rest += conn.recv(65536)
-            conn.sendall(self.reply)
-            conn.shutdown(socket.SHUT_WR)
+            try:
+                sent = 0
+                for at, pause in sorted(self.pauses.items()):  # stall after these offsets
+                    conn.sendall(self.reply[sent:at])
+                    sent = at
+                    time.sleep(pause)
+                conn.sendall(self.reply[sent:])
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the proxy hung up (its client did)
 
 
 @pytest.fixture(scope="module")

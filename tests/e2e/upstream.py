@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import ssl
 import threading
 import time
 import zlib
@@ -111,8 +112,10 @@ class Scenario:
 class Upstream(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__((host, port), _Handler)
+        if tls is not None:  # HTTPS: each connection's handshake happens as it is accepted
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.scenario = Scenario()
         self.requests: list[dict[str, Any]] = []
         self.sent: bytes = b""
@@ -122,7 +125,7 @@ class Upstream(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
 
     def close(self) -> None:
         self.shutdown()
