@@ -118,8 +118,8 @@ def test_the_option_refuses_a_bad_file_in_one_line_wherever_its_value_comes_from
     assert str(e.value) == f"usage_prices: {bad}: price.0.providr (line 3): Extra inputs are not permitted"
     # config.yaml values arrive typed, and are checked the same way.
     assert check_deferred([("usage_prices", str(bad))]) == [str(e.value)]
-    # A `--set` value is only spelled here; the file is read when the option is configured.
-    assert check_deferred([("usage_prices", SetStrings((str(bad),)))]) == []
+    # And so are `--set` values: the file is read as the value is parsed, before mitmdump listens.
+    assert check_deferred([("usage_prices", SetStrings((str(bad),)))]) == [str(e.value)]
     good = write(tmp_path, GOOD)
     assert check_value(option, str(good)) == str(good)
     assert check_value(option, None) is None and check_value(option, "") == ""
