@@ -36,7 +36,7 @@ from usagefix.costview import money_line, session_line
 from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
 from usagefix.exchange import ExchangeRow
-from usagefix.flowfacts import facts_of, llm_dialect, snapshot
+from usagefix.flowfacts import flow_rows
 from usagefix.ledger.pipeline import Pipeline
 from usagefix.record import METADATA_KEY, Status
 from usagefix.report import render_record
@@ -154,11 +154,9 @@ def to_row(
 
 
 def _ledger_row(pipeline: Pipeline | None, flow: http.HTTPFlow) -> ExchangeRow | None:
-    dialect = llm_dialect(flow) if pipeline is not None else None
-    if pipeline is None or dialect is None:
-        return None
-    snap = snapshot(flow)
-    return pipeline.row(facts_of(snap), snap.record, dialect)
+    """The flow's ledger row; a WebSocket's turns go through the pipeline too (sessions see them)."""
+    found = flow_rows(flow, pipeline) if pipeline is not None else []
+    return found[0] if found and flow.websocket is None else None
 
 
 def rows(path: Path, pipeline: Pipeline | None = None) -> Iterator[FlowRow]:

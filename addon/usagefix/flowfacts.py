@@ -41,6 +41,7 @@ __all__ = [
     "FlowSnapshot",
     "LiveLedger",
     "facts_from_flow",
+    "flow_rows",
     "iter_flows",
     "llm_dialect",
     "rows_from_flows",
@@ -243,19 +244,24 @@ def pipeline_for(session_headers: Iterable[str] = (), prices: str | None = None)
     return Pipeline(SessionTracker(extra_headers=tuple(session_headers)), overrides_from_option(prices))
 
 
+def flow_rows(flow: http.HTTPFlow, pipeline: Pipeline) -> list[ExchangeRow]:
+    """The rows of one flow: one per recorded turn of a WebSocket, one for an LLM exchange, none
+    for other traffic."""
+    if flow.websocket is not None:  # its turns are the exchanges, not the upgrade
+        snaps = [(s, name) for s in turn_snapshots(flow) if (name := _turn_dialect(s)) is not None]
+        return [pipeline.row(facts_of(s), s.record, name) for s, name in snaps]
+    dialect = llm_dialect(flow)
+    if dialect is None:
+        return []
+    snap = snapshot(flow)
+    return [pipeline.row(facts_of(snap), snap.record, dialect)]
+
+
 def rows_from_flows(paths: Iterable[Path], pipeline: Pipeline | None = None) -> Iterator[ExchangeRow]:
     """One row per LLM exchange in the flow files, by the pipeline the live addon runs."""
     pipeline = pipeline if pipeline is not None else Pipeline()
     for flow in iter_flows(paths):
-        if flow.websocket is not None:  # its turns are the exchanges, not the upgrade
-            for snap in turn_snapshots(flow):
-                if (name := _turn_dialect(snap)) is not None:
-                    yield pipeline.row(facts_of(snap), snap.record, name)
-            continue
-        dialect = llm_dialect(flow)
-        if dialect is not None:
-            snap = snapshot(flow)
-            yield pipeline.row(facts_of(snap), snap.record, dialect)
+        yield from flow_rows(flow, pipeline)
 
 
 @dataclass(frozen=True, slots=True)
