@@ -142,6 +142,8 @@ def test_json_carries_the_flow_facts_and_the_record_in_schema_order() -> None:
         "http_status",
         "latency_ms",
         "comment",
+        "cost_usd",
+        "session",
         "record",
     ]
     assert out["time"] == "2027-01-15T08:00:00.000+00:00" and out["latency_ms"] == 12.5

@@ -179,3 +179,8 @@ def test_every_anomaly_is_explained_in_words_and_unknown_codes_are_shown_as_they
     assert "  oversize_events:2 — events over usage_max_event_bytes" in text
     assert "\n  brand_new\n" in text
     assert describe("invalid_usage: 'x' is not a number").startswith("invalid_usage: 'x' is not a number — ")
+
+
+def test_money_is_shown_even_without_final_usage_to_compare() -> None:
+    rec = {"status": "unmeasured", "final_seen": False, "usage_after": {"input_total": 1}}
+    assert "  cost unpriced (no model named)" in render_record(rec, money="cost unpriced (no model named)")

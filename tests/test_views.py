@@ -111,3 +111,68 @@ def test_record_survives_a_real_flow_file() -> None:
         buf.seek(0)
         (g,) = list(mio.FlowReader(buf).stream())
         assert g.metadata == f.metadata, p.name
+
+
+async def test_the_view_shows_cost_before_and_after_and_only_a_named_session() -> None:
+    f = await recorded_flow("openai_chat/fix-founding-bug.upstream.json", "application/json")
+    assert f.response is not None
+    text = " ".join(contentviews.prettify_message(f.response, f).text.split())
+    # The founding bug's block gives a negative cost downstream: exact, from genai-prices' rates.
+    assert "negative cost downstream); cost -$0.2743 → $0.0422 (claude-sonnet-4-5, genai-prices" in text
+    # One flow alone cannot see its run: a fingerprint is not claimed as its session.
+    assert "session: not named by this request" in text
+    g = await recorded_flow("openai_chat/fix-founding-bug.upstream.json", "application/json")
+    g.request.headers["x-litellm-session-id"] = "run-42"
+    assert g.response is not None
+    assert "session: litellm:run-42 (header)" in contentviews.prettify_message(g.response, g).text
+
+
+async def test_the_view_prices_once_per_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from usagefix.ledger.pipeline import Pipeline
+
+    f = await recorded_flow("openai_chat/fix-founding-bug.upstream.json", "application/json")
+    assert f.response is not None
+    calls: list[str] = []
+    real = Pipeline.row
+    monkeypatch.setattr(Pipeline, "row", lambda self, *a: calls.append("row") or real(self, *a))
+    first = contentviews.prettify_message(f.response, f).text
+    assert contentviews.prettify_message(f.response, f).text == first and calls == ["row"]
+    f.metadata["usagefix"] = dict(f.metadata["usagefix"])  # a new record: priced anew
+    contentviews.prettify_message(f.response, f)
+    assert calls == ["row", "row"]
+    # Pricing that fails leaves the tokens on screen, without money.
+    monkeypatch.setattr(Pipeline, "row", lambda self, *a: 1 / 0)
+    f.metadata["usagefix"] = dict(f.metadata["usagefix"])
+    text = contentviews.prettify_message(f.response, f).text
+    assert "prompt_tokens" in text and "cost -$" not in text
+
+
+async def test_the_view_honours_usage_prices(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[price]]\nmodel = "claude-sonnet-4-5"\nprice_as = "gpt-4o"\nprovider = "openai"\n')
+    f = await recorded_flow("openai_chat/fix-founding-bug.upstream.json", "application/json")
+    assert f.response is not None
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, usage_prices=str(prices))
+        text = " ".join(contentviews.prettify_message(f.response, f).text.split())
+    assert "(gpt-4o, genai-prices" in text and "-$0.2743" not in text
+
+
+async def test_cli_diff_shows_cost_and_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flows = [await recorded_flow("openai_chat/fix-founding-bug.upstream.json", "application/json")]
+    flows[0].request.headers["x-run"] = "r-1"
+    path = tmp_path / "x.mitm"
+    write(flows, path)
+    assert main(["diff", "--session-header", "x-run", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "cost -$0.2743 → $0.0422" in out and "session: x-run:r-1 (header)" in out
+    assert "cost before" in out and "cost after" in out
+    assert main(["diff", "--json", "--session-header", "x-run", str(path)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["cost_usd"] == {"before": "-0.274347", "after": "0.042243"}
+    assert row["session"] == {"key": "x-run:r-1", "source": "header"}
+    assert main(["diff", "--json", str(path)]) == 0  # nothing else names it: none, not a guess
+    assert json.loads(capsys.readouterr().out)["session"] == {"key": None, "source": None}
+    with pytest.raises(SystemExit, match="usage_prices"):
+        main(["diff", "--prices", str(tmp_path / "missing.toml"), str(path)])

@@ -261,6 +261,8 @@ class UsageFix:
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+        self._open_websockets: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+        """WebSockets with recorded turns that have not ended: their turns go to the ledger then."""
         self._replayed = RecordIndex()
         """The records of the server-replay files, for the responses they serve."""
 
@@ -486,11 +488,20 @@ class UsageFix:
             message.text = turn.text
         turns = flow.metadata.setdefault(TURNS_KEY, [])
         turns.append(turn.entry)
+        self._open_websockets.add(flow)
         flow.comment = turns_summary(turns, turn)
         if turn.entry["record"]["anomalies"]:
             flow.marked = ":warning:"
 
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        """The WebSocket closed: each recorded turn becomes a ledger row (on the writer thread)."""
+        self._open_websockets.discard(flow)
+        if flow.live:
+            self.ledger.record_turns(flow)
+
     def done(self) -> None:
+        for flow in list(self._open_websockets):  # still open at shutdown: their turns are kept
+            self.ledger.record_turns(flow)
         if self.log_lines:
             logger.info(self._tally.summary())
         # Flows still open at shutdown are saved by mitmproxy after this: mask them too.

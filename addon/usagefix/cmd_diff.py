@@ -4,6 +4,11 @@ usagefix diff FILE|DIR [...]           rewritten (and unmeasured, failed) flows,
 usagefix diff --all FILE               every flow with a record, the unchanged ones too
 usagefix diff --json FILE              the same facts as JSON, one object per flow
 usagefix diff --model 'claude-*' --host api.example.com --rule R1 --status rewritten --since 2h DIR
+usagefix diff --prices prices.toml --session-header x-run-id FILE   as the proxy was run
+
+Each flow shows its cost before / after (what a standard consumer computes from the upstream's
+block, and the price of what the client received) and its session: the ledger's pipeline is run
+over every LLM flow of the files in order, so sessions and prices agree with `usagefix report`.
 
 A directory stands for every `*.mitm` directly inside it. A file that cannot be read is named in
 one line (and the exit status is 2); the others are still shown.
@@ -26,8 +31,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from usagefix.cmd_ledger import add_pipeline_arguments, pipeline_from_args
+from usagefix.costview import money_line, session_line
 from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
+from usagefix.exchange import ExchangeRow
+from usagefix.flowfacts import flow_rows
+from usagefix.ledger.pipeline import Pipeline
 from usagefix.record import METADATA_KEY, Status
 from usagefix.report import render_record
 
@@ -61,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--status", action="append", default=[], choices=get_args(Status), help="only flows of this status"
     )
     d.add_argument("--since", metavar="WHEN", help="only flows since: 30m, 2h, 1d, or an ISO time (UTC)")
+    add_pipeline_arguments(d)
     d.set_defaults(run=run)
 
 
@@ -78,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         since=since,
         everything=args.all,
     )
-    return diff(args.files, filters, as_json=args.json)
+    return diff(args.files, filters, as_json=args.json, pipeline=pipeline_from_args(args))
 
 
 def expand(path: Path) -> list[Path]:
@@ -117,7 +128,9 @@ def _model(flow: http.HTTPFlow) -> str | None:
     return model_from_path(flow.request.path)
 
 
-def to_row(path: Path, flow: http.HTTPFlow, rec: dict[str, Any]) -> FlowRow:
+def to_row(
+    path: Path, flow: http.HTTPFlow, rec: dict[str, Any], ledger: ExchangeRow | None = None
+) -> FlowRow:
     req, resp = flow.request, flow.response
     default_port = {"http": 80, "https": 443}.get(req.scheme)
     host = req.pretty_host if req.port == default_port else f"{req.pretty_host}:{req.port}"
@@ -136,12 +149,20 @@ def to_row(path: Path, flow: http.HTTPFlow, rec: dict[str, Any]) -> FlowRow:
         latency_ms=latency,
         comment=flow.comment,
         record=_unreversed(rec),
+        ledger=ledger,
     )
 
 
-def rows(path: Path) -> Iterator[FlowRow]:
-    """The flows with a record in one file. Raises OSError naming the file when it is not a flow
-    file, or where it stops being one."""
+def _ledger_row(pipeline: Pipeline | None, flow: http.HTTPFlow) -> ExchangeRow | None:
+    """The flow's ledger row; a WebSocket's turns go through the pipeline too (sessions see them)."""
+    found = flow_rows(flow, pipeline) if pipeline is not None else []
+    return found[0] if found and flow.websocket is None else None
+
+
+def rows(path: Path, pipeline: Pipeline | None = None) -> Iterator[FlowRow]:
+    """The flows with a record in one file, each with its ledger row when a pipeline is given
+    (it sees every LLM flow, in order, as the live ledger does). Raises OSError naming the file
+    when it is not a flow file, or where it stops being one."""
     read = 0
     try:
         f = path.open("rb")
@@ -153,8 +174,11 @@ def rows(path: Path) -> Iterator[FlowRow]:
             for flow in mio.FlowReader(f).stream():
                 read += 1
                 rec = flow.metadata.get(METADATA_KEY)
-                if isinstance(flow, http.HTTPFlow) and isinstance(rec, dict):
-                    yield to_row(path, flow, rec)
+                if not isinstance(flow, http.HTTPFlow):
+                    continue
+                ledger = _ledger_row(pipeline, flow)
+                if isinstance(rec, dict):
+                    yield to_row(path, flow, rec, ledger)
         except exceptions.FlowReadException:
             if not read and not re.match(rb"\d+:", head):
                 raise OSError(f"{path}: not a mitmproxy flow file") from None
@@ -173,23 +197,33 @@ def _facts(row: FlowRow) -> str:
     return f"model {row.model or '?'} · {_when(row)} · {status} · {latency}"
 
 
+def _said(ledger: ExchangeRow | None) -> tuple[str | None, list[str]]:
+    if ledger is None:
+        return None, []
+    return money_line(ledger), [session_line(ledger)]
+
+
 def _summary_table(selected: list[FlowRow]) -> Table:
     table = Table(title="summary", title_justify="left")
     for name in ("model", "upstream"):
         table.add_column(name)
-    for name in ("responses", "rewritten", "unmeasured", "tokens as received", "as corrected"):
+    columns = ("responses", "rewritten", "unmeasured", "tokens as received", "as corrected")
+    for name in (*columns, "cost before", "cost after"):
         table.add_column(name, justify="right")
     groups = summarize(selected)
     for i, g in enumerate(groups):
         cells = (g.model, g.upstream, str(g.responses), str(g.rewritten), str(g.unmeasured))
-        table.add_row(*cells, str(g.received), str(g.corrected), end_section=i == len(groups) - 2)
+        tokens = (str(g.received), str(g.corrected))
+        money = (str(g.cost_before), str(g.cost_after))
+        table.add_row(*cells, *tokens, *money, end_section=i == len(groups) - 2)
     return table
 
 
-def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool) -> int:
+def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool, pipeline: Pipeline | None = None) -> int:
     out = Console(highlight=False, soft_wrap=True)
-    # Piped or redirected, rich assumes 80 columns: too few for the summary's seven.
-    wide = out if out.is_terminal else Console(highlight=False, width=120)
+    # Piped or redirected, rich assumes 80 columns: too few for the summary's nine.
+    wide = out if out.is_terminal else Console(highlight=False, width=150)
+    pipeline = pipeline if pipeline is not None else Pipeline()
     failed = 0
     selected: list[FlowRow] = []
     hidden = 0
@@ -199,7 +233,7 @@ def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool) -> int:
             print(f"usagefix: {path}", file=sys.stderr)
             continue
         try:
-            for row in rows(path):
+            for row in rows(path, pipeline):
                 if not filters.selects(row):
                     continue
                 selected.append(row)
@@ -211,7 +245,8 @@ def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool) -> int:
                     where = escape(f"[{Path(row.file).name} {row.flow_id[:8]}]")
                     out.print(f"[bold]== {escape(row.method)} {escape(row.url)}[/]  [dim]{where}[/]")
                     out.print(_facts(row), style="dim", markup=False)
-                    out.print(render_record(row.record), markup=False)
+                    money, notes = _said(row.ledger)
+                    out.print(render_record(row.record, money=money, notes=notes), markup=False)
         except BrokenPipeError:
             raise
         except OSError as e:

@@ -11,12 +11,16 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from usagefix.costview import cost_json, session_json
+from usagefix.exchange import ExchangeRow
 from usagefix.record import RuleRecord, UsageRecord
+from usagefix.reporting.terminal import dollars
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["Filters", "FlowRow", "SummaryRow", "ordered_record", "parse_since", "summarize"]
+__all__ = ["Filters", "FlowRow", "Money", "SummaryRow", "ordered_record", "parse_since", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class FlowRow:
     """From the request's start to the response's end; None without a response."""
     comment: str
     record: Mapping[str, Any]
+    ledger: ExchangeRow | None = None
+    """The row the ledger's pipeline builds for this flow (its cost and session), run over the
+    flows in file order; None when not computed."""
 
     @property
     def status(self) -> str:
@@ -55,6 +62,8 @@ class FlowRow:
             "http_status": self.http_status,
             "latency_ms": self.latency_ms,
             "comment": self.comment,
+            "cost_usd": cost_json(self.ledger) if self.ledger else {"before": None, "after": None},
+            "session": session_json(self.ledger) if self.ledger else {"key": None, "source": None},
             "record": ordered_record(self.record),
         }
 
@@ -169,6 +178,27 @@ class Tokens:
 
 
 @dataclass
+class Money:
+    """A sum of costs (exact), with how many of its responses were unpriced (never counted as $0)."""
+
+    known: Decimal = Decimal(0)
+    priced: int = 0
+    unpriced: int = 0
+
+    def add(self, cost: Decimal | None) -> None:
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.known += cost
+            self.priced += 1
+
+    def __str__(self) -> str:
+        if not self.priced:
+            return "unpriced" if self.unpriced else "—"
+        return dollars(self.known) + (f" (+{self.unpriced} unpriced)" if self.unpriced else "")
+
+
+@dataclass
 class SummaryRow:
     model: str
     upstream: str
@@ -179,6 +209,10 @@ class SummaryRow:
     """Total tokens of the upstream's blocks, as they stood."""
     corrected: Tokens = field(default_factory=Tokens)
     """Total tokens of the blocks the client received."""
+    cost_before: Money = field(default_factory=Money)
+    """What a standard consumer computes from the upstream's blocks."""
+    cost_after: Money = field(default_factory=Money)
+    """The price of the blocks the client received."""
 
     def add(self, row: FlowRow) -> None:
         self.responses += 1
@@ -188,6 +222,9 @@ class SummaryRow:
         if measured:  # an unmeasured response has no total to add, and is counted as such
             self.received.add(row.record.get("usage_before"))
             self.corrected.add(row.record.get("usage_after"))
+            if row.ledger is not None:
+                self.cost_before.add(row.ledger.cost_before)
+                self.cost_after.add(row.ledger.cost_after)
 
 
 def summarize(rows: Iterable[FlowRow]) -> list[SummaryRow]:

@@ -5,10 +5,15 @@ references to what the row needs (no decoding, no parsing: the hot path stays as
 ledger) and goes to the writer thread, which decodes, parses, runs the pipeline and writes.
 From files (`rows_from_flows`, used by `usagefix ledger import` and reports): the same snapshot,
 the same pipeline, flow by flow in file order, so both give the same rows.
+
+A WebSocket (Responses over WebSocket, Realtime) holds many turns: each turn the addon recorded in
+`flow.metadata["usagefix_turns"]` is one row, id `<flow id>#<message index>`, live when the
+WebSocket ends and from files alike (`turn_snapshots`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -30,8 +35,18 @@ from usagefix.ledger.writer import SPOOL_MAX, LedgerWriter
 from usagefix.price_overrides import overrides_from_option
 from usagefix.record import METADATA_KEY
 from usagefix.sessions import SessionTracker
+from usagefix.wsturns import TURNS_KEY
 
-__all__ = ["FlowSnapshot", "LiveLedger", "facts_from_flow", "iter_flows", "llm_dialect", "rows_from_flows"]
+__all__ = [
+    "FlowSnapshot",
+    "LiveLedger",
+    "facts_from_flow",
+    "flow_rows",
+    "iter_flows",
+    "llm_dialect",
+    "rows_from_flows",
+    "turn_snapshots",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +123,43 @@ def snapshot(flow: http.HTTPFlow) -> FlowSnapshot:
         error=flow.error.msg if flow.error is not None else None,
         record=flow.metadata.get(METADATA_KEY),
     )
+
+
+def turn_snapshots(flow: http.HTTPFlow) -> list[FlowSnapshot]:
+    """One snapshot per recorded WebSocket turn: the upgrade request's headers (where Codex names
+    its session), the client's last text message before the turn as the request body, the
+    server's turn message (as the client received it) as the response body, and the turn's record."""
+    ws, turns = flow.websocket, flow.metadata.get(TURNS_KEY)
+    if ws is None or not isinstance(turns, list):
+        return []
+    base, out = snapshot(flow), []
+    for entry in turns:
+        i = entry.get("message_index") if isinstance(entry, dict) else None
+        if not isinstance(i, int) or not 0 <= i < len(ws.messages):
+            continue
+        asked = next((m for m in reversed(ws.messages[:i]) if m.from_client and m.is_text), None)
+        said = ws.messages[i]
+        out.append(
+            dataclasses.replace(
+                base,
+                flow_id=f"{flow.id}#{i}",
+                ts_start=asked.timestamp if asked is not None else base.ts_start,
+                ts_end=said.timestamp,
+                request_raw=asked.content if asked is not None else None,
+                request_encoding=None,
+                response_content_type=None,
+                response_raw=said.content,
+                response_encoding=None,
+                error=None,  # a recorded turn ended; the connection's own end is not its error
+                record=entry.get("record"),
+            )
+        )
+    return out
+
+
+def _turn_dialect(snap: FlowSnapshot) -> str | None:
+    rec = snap.record
+    return rec.get("dialect") if isinstance(rec, dict) and isinstance(rec.get("dialect"), str) else None
 
 
 def _decoded(raw: bytes | None, coding: str | None) -> bytes | None:
@@ -192,14 +244,24 @@ def pipeline_for(session_headers: Iterable[str] = (), prices: str | None = None)
     return Pipeline(SessionTracker(extra_headers=tuple(session_headers)), overrides_from_option(prices))
 
 
+def flow_rows(flow: http.HTTPFlow, pipeline: Pipeline) -> list[ExchangeRow]:
+    """The rows of one flow: one per recorded turn of a WebSocket, one for an LLM exchange, none
+    for other traffic."""
+    if flow.websocket is not None:  # its turns are the exchanges, not the upgrade
+        snaps = [(s, name) for s in turn_snapshots(flow) if (name := _turn_dialect(s)) is not None]
+        return [pipeline.row(facts_of(s), s.record, name) for s, name in snaps]
+    dialect = llm_dialect(flow)
+    if dialect is None:
+        return []
+    snap = snapshot(flow)
+    return [pipeline.row(facts_of(snap), snap.record, dialect)]
+
+
 def rows_from_flows(paths: Iterable[Path], pipeline: Pipeline | None = None) -> Iterator[ExchangeRow]:
     """One row per LLM exchange in the flow files, by the pipeline the live addon runs."""
     pipeline = pipeline if pipeline is not None else Pipeline()
     for flow in iter_flows(paths):
-        dialect = llm_dialect(flow)
-        if dialect is not None:
-            snap = snapshot(flow)
-            yield pipeline.row(facts_of(snap), snap.record, dialect)
+        yield from flow_rows(flow, pipeline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +323,18 @@ class LiveLedger:
             self.writer.submit(_Item(snapshot(flow), dialect))
         except Exception as e:  # not reachable by design; the proxy must not suffer from the ledger
             logger.warning("usagefix ledger: %s: not recorded: %r", flow.id, e)
+
+    def record_turns(self, flow: http.HTTPFlow) -> None:
+        """Hand a WebSocket's recorded turns to the writer, once (when it ends); never raises."""
+        if self.writer is None or flow in self._submitted:
+            return
+        try:
+            self._submitted.add(flow)
+            for snap in turn_snapshots(flow):
+                if (name := _turn_dialect(snap)) is not None:
+                    self.writer.submit(_Item(snap, name))
+        except Exception as e:  # not reachable by design; the proxy must not suffer from the ledger
+            logger.warning("usagefix ledger: %s: turns not recorded: %r", flow.id, e)
 
     def close(self) -> None:
         if self.writer is not None:

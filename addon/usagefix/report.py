@@ -180,6 +180,8 @@ def render_record(rec: Mapping[str, Any], *, money: str | None = None, notes: Se
     said = impact(rec, money)
     if said:
         lines += _wrap(said)
+    elif money:  # no final usage to compare: the money (likely "unpriced") still says its piece
+        lines += _wrap(money)
     lines += [ln for note in notes for ln in _wrap(note)]
 
     if rec.get("upstream_usage") is not None or rec.get("emitted_usage") is not None:

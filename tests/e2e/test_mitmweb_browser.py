@@ -71,6 +71,10 @@ def test_mitmweb_in_a_browser_shows_the_comment_column_and_the_usage_diff(tmp_pa
                 expect(diff).to_contain_text("impact (tokens a standard consumer computes")
                 expect(diff).to_contain_text("uncached input −103852 → 1678")
                 expect(diff).to_contain_text("R1: cache reads were left out of prompt_tokens")
+                # The money: what a standard consumer computes from the upstream's block (negative,
+                # genai-prices' rates for claude-sonnet-4-5), then the price of the corrected block.
+                expect(diff).to_contain_text("cost -$0.2743 → $0.0422 (claude-sonnet-4-5, genai-prices")
+                expect(diff).to_contain_text("session: not named by this request")
                 expect(page.get_by_text("usage diff", exact=True).first).to_be_visible()
                 page.screenshot(path=str(tmp_path / "usage-diff.png"))
                 # Anthropic R4: the upstream column says what message_start said, not "—".

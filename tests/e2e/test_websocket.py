@@ -5,9 +5,12 @@ behind a real mitmdump and a real WebSocket client in front of it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +155,53 @@ def test_realtime_response_done_usage_is_normalized(ws_proxy: tuple[str, Path]) 
     (turn,) = flow.metadata["usagefix_turns"]
     assert (turn["record"]["dialect"], turn["record"]["status"]) == ("openai_realtime", "rewritten")
     assert [r["rule"] for r in turn["record"]["rules"]] == ["I3"]
+
+
+CODEX_SESSION = "019a5e2b-7c1d-7f00-8a3b-6e2d9c4f1a07"
+
+
+def report_json(target: Path) -> dict[str, Any]:
+    usagefix = Path(sys.executable).with_name("usagefix")
+    out = subprocess.run(
+        [str(usagefix), "report", "--json", str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_websocket_turns_are_ledger_rows_and_steps_of_the_session_the_upgrade_names(
+    ws_upstream: Server, tmp_path: Path
+) -> None:
+    flows, ledger = tmp_path / "codex.mitm", tmp_path / "ledger.sqlite"
+    port = ws_upstream.socket.getsockname()[1]
+    args = ["--mode", f"reverse:http://127.0.0.1:{port}", "-s", str(ROOT / "addon" / "normalize_usage.py")]
+    args += ["-w", str(flows), "--set", f"usage_ledger={ledger}"]
+    proc, listen = start_mitmdump(args, tmp_path)
+    try:
+        # Codex names its session on the upgrade request, then sends many turns on one socket.
+        with connect(
+            f"ws://127.0.0.1:{listen}/backend-api/codex/responses",
+            user_agent_header="codex_cli_rs/0.120.0 (Debian; x86_64)",
+            additional_headers={"session-id": CODEX_SESSION},
+        ) as ws:
+            for n in range(2):
+                ask: dict[str, Any] = {"type": "response.create", "model": "claude-sonnet-4-5", "input": "hi"}
+                if n:
+                    ask["previous_response_id"] = "resp_0"
+                ws.send(json.dumps(ask))
+                while json.loads(ws.recv(timeout=10))["type"] != "response.completed":
+                    pass
+    finally:
+        stop(proc)  # `done` flushes the ledger
+
+    from_ledger, from_flows = report_json(ledger), report_json(flows)
+    assert from_ledger == from_flows  # live rows and rows from the flow file agree
+    (session,) = from_ledger["sessions"]
+    assert session["session"] == f"codex:{CODEX_SESSION}"
+    assert (session["source"], session["client"], session["steps"]) == ("header", "codex", 2)
+    # The sum over both turns, as corrected: turn 1's cache reads restored to its input (R1).
+    assert session["tokens"]["input"] == 22013 + 22100
+    assert session["cost_usd"]["after"] is not None and session["cost_usd"]["before"] is not None
+    assert Decimal(session["cost_usd"]["before"]) < Decimal(session["cost_usd"]["after"])
+    assert session["context"]["tokens"] == 22100  # the last turn's full input, not the sum
