@@ -432,6 +432,9 @@ def test_model_requested_from_body_or_path() -> None:
     assert model_requested("bedrock", bed, {}) == "us.anthropic.claude-sonnet-4-20250514-v1:0"
     vertex = "/v1/projects/p/locations/l/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict"
     assert model_requested("anthropic", vertex, {"messages": []}) == "claude-sonnet-4@20250514"
+    # A Realtime WebSocket names its model only in the upgrade's query.
+    assert model_requested("openai_realtime", "/v1/realtime?model=gpt-realtime", None) == "gpt-realtime"
+    assert model_requested("openai_realtime", "/v1/realtime?model=", None) is None
 
 
 # --- the request side ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import urllib.parse
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -27,10 +28,14 @@ _NO_BOUND = 1 << 62
 
 def model_requested(dialect: str, path: str, body: Any | None) -> str | None:
     """The model the client asked for: the body's `model`, else the path's (Gemini `models/<m>:…`,
-    Bedrock `/model/<id>/invoke…`)."""
+    Bedrock `/model/<id>/invoke…`), else the query's `model` (a Realtime WebSocket's
+    `/v1/realtime?model=…`, where no request body names it)."""
     if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
         return str(body["model"])
-    return model_from_path(path) if dialect in ("gemini", "bedrock", "anthropic") else None
+    if dialect in ("gemini", "bedrock", "anthropic"):
+        return model_from_path(path)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("model")
+    return query[0] if query and query[0] else None
 
 
 def _media_type(content_type: str | None) -> str:
