@@ -79,6 +79,10 @@ def test_a_record_becomes_a_row_with_every_fact() -> None:
     row = build_row(facts(), read_record(RECORD), resp, SESSION, COSTS, "gpt-4o", "ignored")
     assert row.dialect == "openai_chat" and row.usagefix_status == "rewritten"
     assert (row.user_agent, row.client, row.upstream_host) == ("OpenAI/Python 1.0", "codex", "api.openai.com")
+    local = build_row(
+        facts(scheme="http", host="127.0.0.1", port=8317), None, resp, SESSION, COSTS, None, "x"
+    )
+    assert local.upstream_host == "127.0.0.1:8317"  # two local upstreams stay two
     assert (row.model_requested, row.model_reported, row.response_id) == ("gpt-4o", "gpt-4o-2024", "r1")
     assert row.rules == ("R1",) and row.anomalies == ("cut_off",)
     assert row.usage_before == BEFORE.model_dump() and row.usage_after == AFTER.model_dump()
@@ -114,6 +118,12 @@ def test_records_are_read_leniently() -> None:
     assert rec.rules == () and rec.usage_before is None and rec.streamed is None and rec.dialect is None
     assert not rec.final_seen and rec.anomalies == ()
     assert usage_of(AFTER) is AFTER and usage_of([1]) is None
+    # A stream cut off after some snapshots: its usage is unknown, not its last snapshot (R7).
+    snap = {"input_total": 107208, "cache_read": 105530, "output_total": 10}
+    partial = read_record(
+        {"status": "unmeasured", "final_seen": False, "usage_after": snap, "usage_before": snap}
+    )
+    assert partial is not None and partial.usage_after is None and partial.usage_before is None
     cut = read_record({"status": "unmeasured", "error": "cut"})
     assert cut is not None
     row = build_row(facts(response_content_type=None), cut, ResponseFacts(), SESSION, COSTS, None, "d")
@@ -214,7 +224,9 @@ def test_rows_round_trip_exactly_through_sqlite(
 
 
 def test_sqlite_store_is_idempotent_wal_strict_and_migrated_once(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "ledger.sqlite"
+    with pytest.raises(FileNotFoundError, match="deep: no such directory"):
+        SqliteStore(tmp_path / "deep" / "ledger.sqlite")  # a mistyped directory is not made up
+    path = tmp_path / "ledger.sqlite"
     store = SqliteStore(path)
     assert store.write([sample_row(1), sample_row(2)]) == 2
     assert store.write([sample_row(2), sample_row(3)]) == 1

@@ -217,7 +217,7 @@ def test_the_ledger_option_takes_a_path_a_postgres_url_or_off() -> None:
     for good in ("off", "flows/captures/usagefix.sqlite", "postgresql://u@h/db", "postgres://h/db", None):
         assert check_value(ledger, good) == good
     assert check_deferred([("usage_ledger", SetStrings(("mysql://h/db",)))]) == [
-        "usage_ledger: 'mysql://h/db' is not usable: mysql:// is not a ledger (a path, postgresql://…, or off) "
+        "usage_ledger: 'mysql://h/db' is not usable: mysql:// is not a ledger's scheme "
         "(a file path, a postgresql:// URL, or off)"
     ]
     assert check_deferred([("usage_ledger_spool_rows", SetStrings(("-1",)))]) == [

@@ -51,9 +51,16 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         "--session-header",
         default=None,
         metavar="NAMES",
-        help="as usage_session_header: request headers (comma-separated) that name a session",
+        help="as usage_session_header: request headers (comma-separated) that name a session "
+        "(for flow files; a ledger's rows got their sessions when they were written)",
     )
-    p.add_argument("--prices", default=None, metavar="FILE", help="as usage_prices: a price override file")
+    p.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help="as usage_prices: a price override file (for flow files; a ledger's rows were priced "
+        "when they were written)",
+    )
 
 
 def pipeline_from_args(args: argparse.Namespace) -> Pipeline:

@@ -11,15 +11,16 @@ PATH is a ledger file (SQLite), a postgresql:// URL, a flow file, or a directory
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mitmproxy import exceptions
 from rich.console import Console
 
-from usagefix import cmd_ledger
+from usagefix import cmd_ledger, diffview
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import rows_from_flows
 from usagefix.ledger import read_rows
@@ -45,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument(
         "--since",
         type=parse_since,
-        help="only exchanges from then on (YYYY-MM-DD or an ISO time, UTC unless given)",
+        help="only exchanges from then on: 30m, 2h, 1d, 1w ago, or an ISO date or time (UTC unless given)",
     )
     r.add_argument("--model", help="only exchanges whose model contains this")
     r.add_argument("--host", help="only exchanges whose upstream host contains this")
@@ -60,11 +61,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def parse_since(text: str) -> float:
+    """As `usagefix diff --since`: `30m`, `2h`, `1d`, `1w` ago, or an ISO date or time (UTC)."""
     try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date or ISO time: {text!r}") from None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+        return diffview.parse_since(text, time.time())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _flow_files(directory: Path) -> list[Path]:
@@ -111,7 +112,18 @@ def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = load_rows(args.paths or [str(DEFAULT_LEDGER)], cmd_ledger.pipeline_from_args(args))
+    try:
+        rows = load_rows(args.paths or [str(DEFAULT_LEDGER)], cmd_ledger.pipeline_from_args(args))
+    except exceptions.FlowReadException as e:  # "FILE: Invalid data format" from mitmproxy
+        where, _, why = str(e).partition(": ")
+        said = "not a mitmproxy flow file" if "Invalid data format" in why else f"unreadable: {why}"
+        print(f"usagefix: {where}: {said}", file=sys.stderr)
+        return 2
+    except Exception as e:  # sqlite3.Error, psycopg.Error: the ledger named, not a traceback
+        if isinstance(e, OSError):  # a missing file: the command line says which
+            raise
+        print(f"usagefix: cannot read the ledger: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
+        return 2
     filters = {"since": args.since, "model": args.model, "host": args.host}
     report = build_report(rows, by=args.by, **filters)
     if args.json:

@@ -123,7 +123,8 @@ def test_every_exchange_becomes_one_row_and_the_flow_file_rebuilds_the_same_rows
     assert json_row.usage_before is not None and json_row.usage_before["input_total"] == 1678
     assert json_row.usage_after is not None and json_row.usage_after["input_total"] == 107208
     assert json_row.user_agent is not None and json_row.user_agent.startswith("OpenAI/Python")
-    assert json_row.upstream_host == "127.0.0.1" and json_row.path == "/v1/chat/completions"
+    assert json_row.upstream_host == f"127.0.0.1:{upstream.server_address[1]}"  # off the default port
+    assert json_row.path == "/v1/chat/completions"
     cut = by_status["unmeasured"]
     assert cut.streamed and not cut.final_seen and "cut_off" in cut.anomalies and cut.usage_after is None
     assert cut.error is not None

@@ -47,7 +47,7 @@ def parse_target(text: str | Path | None) -> Target:
     if text.lower().startswith(POSTGRES_SCHEMES):
         return Target("postgres", text)
     if _URL.match(text):
-        raise ValueError(f"{text.split('://')[0]}:// is not a ledger (a path, postgresql://…, or off)")
+        raise ValueError(f"{text.split('://')[0]}:// is not a ledger's scheme")
     return Target("sqlite", text)
 
 

@@ -56,19 +56,24 @@ def _strings(value: object) -> tuple[str, ...]:
 
 
 def read_record(saved: object) -> RecordView | None:
-    """The record saved with a flow, as a row needs it; None when there is none (not a dict)."""
+    """The record saved with a flow, as a row needs it; None when there is none (not a dict).
+
+    Usage counts only once the response's final usage arrived (R7, R8): a stream cut off after
+    some snapshots leaves its usage unknown, not its last snapshot, so nothing prices or sums it
+    (the flow's record keeps the snapshot the client got)."""
     if not isinstance(saved, Mapping):
         return None
     rules = saved.get("rules")
+    final_seen = saved.get("final_seen") is True
     upstream = saved.get("upstream_usage")
     streamed = saved.get("streamed")
     return RecordView(
         dialect=_str(saved.get("dialect")),
         streamed=streamed if isinstance(streamed, bool) else None,
         status=_str(saved.get("status")),
-        final_seen=saved.get("final_seen") is True,
-        usage_before=usage_of(saved.get("usage_before")),
-        usage_after=usage_of(saved.get("usage_after")),
+        final_seen=final_seen,
+        usage_before=usage_of(saved.get("usage_before")) if final_seen else None,
+        usage_after=usage_of(saved.get("usage_after")) if final_seen else None,
         upstream_usage=dict(upstream) if isinstance(upstream, Mapping) else None,
         rules=tuple(r["rule"] for r in rules if isinstance(r, Mapping) and isinstance(r.get("rule"), str))
         if isinstance(rules, list)
@@ -116,7 +121,7 @@ def build_row(
         ts_end=facts.ts_end,
         client=session.client,
         user_agent=header(facts, "user-agent"),
-        upstream_host=facts.host,
+        upstream_host=_host_port(facts),
         path=facts.path,
         dialect=record.dialect if record and record.dialect else dialect,
         model_requested=model_requested,
@@ -148,3 +153,14 @@ def build_row(
         context_window_source=costs.context_window_source,
         price_provider_id=costs.provider_id,
     )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_port(facts: ExchangeFacts) -> str:
+    """The upstream as `host`, or `host:port` off its scheme's default port: two local upstreams
+    (a CLI proxy on 8317, Ollama on 11434) are two upstreams."""
+    if facts.port == _DEFAULT_PORTS.get(facts.scheme):
+        return facts.host
+    return f"{facts.host}:{facts.port}"

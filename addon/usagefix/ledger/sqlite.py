@@ -38,7 +38,9 @@ class SqliteStore:
                 raise FileNotFoundError(f"{path}: no such ledger file")
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # A directory is never made up: a mistyped path is refused, not a ledger elsewhere.
+            if not path.parent.is_dir():
+                raise FileNotFoundError(f"{path.parent}: no such directory")
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
