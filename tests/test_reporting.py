@@ -297,3 +297,16 @@ def test_a_row_type_stays_what_the_ledger_gives() -> None:
         "cost_after",
         "context_window",
     }
+
+
+def test_report_names_what_it_cannot_read_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "README.md"
+    text.write_text("# not flows\n")
+    assert cli.main(["report", str(text)]) == 2
+    assert capsys.readouterr().err == f"usagefix: {text}: not a mitmproxy flow file\n"
+    assert cli.main(["report", "postgresql://nobody@127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usagefix: cannot read the ledger: ") and err.count("\n") == 1
+    assert cli.main(["report", "--since", "2h", "--json", str(tmp_path)]) == 0  # as diff --since
