@@ -121,10 +121,10 @@ CODEX_UA = {"user-agent": "codex_cli_rs/0.120.0 (Debian 12; x86_64) xterm"}
             {"User-Agent": "OpenAI/Python 1.99", "x-session-id": "or-1"},
             None,
             None,
-            "openrouter:or-1",
+            "session-id:or-1",
             "header",
         ),
-        ({}, {"session_id": "or-body", "messages": []}, None, "openrouter:or-body", "body"),
+        ({}, {"session_id": "or-body", "messages": []}, None, "session-id:or-body", "body"),
         ({"x-litellm-session-id": "ll-1"}, None, None, "litellm:ll-1", "header"),
         ({"Helicone-Session-Id": "hh-1"}, None, None, "helicone:hh-1", "header"),
         ({"x-qwen-code-session-id": "abcdefgh12"}, None, None, "x-qwen-code-session-id:abcdefgh12", "header"),
@@ -145,7 +145,7 @@ def test_one_clients_key_is_never_read_as_anothers() -> None:
     # opencode's own, while from anyone else it is OpenRouter's.
     assert one({"User-Agent": "curl/8", "session-id": "s-1"}).key is None
     assert one({"User-Agent": "opencode/1", "X-Session-Id": "x1"}).key == "opencode:x1"
-    assert one({"User-Agent": "curl/8", "X-Session-Id": "x1"}).key == "openrouter:x1"
+    assert one({"User-Agent": "curl/8", "X-Session-Id": "x1"}).key == "session-id:x1"
     # A Claude Code request that also carries a gateway's key: the client's own comes first.
     assert (
         one({**CLAUDE_UA, "X-Claude-Code-Session-Id": UUID, "x-litellm-session-id": "ll"}).key

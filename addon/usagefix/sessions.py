@@ -63,8 +63,10 @@ _CLIENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "copilot": (("copilot", "x-interaction-id"), ("copilot", "x-client-session-id")),
 }
 
+# `x-session-id` and a body's `session_id` are OpenRouter's (one and the same there), but gateways
+# (LLM Gateway, GPROXY) and scripts send them too: the key names the header, not a vendor.
 _GENERIC = (
-    ("openrouter", "x-session-id"),
+    ("session-id", "x-session-id"),
     ("litellm", "x-litellm-session-id"),
     ("helicone", "helicone-session-id"),
 )
@@ -129,7 +131,7 @@ def _generic_key(headers: Headers, body: Any, extra: Sequence[str]) -> tuple[str
             return f"{namespace}:{value}", "header"
     session = body.get("session_id") if isinstance(body, dict) else None
     if isinstance(session, str) and session.strip() and len(session) <= _MAX_VALUE:
-        return f"openrouter:{session.strip()}", "body"
+        return f"session-id:{session.strip()}", "body"
     for header, value in headers.items():
         if (
             header != "x-parent-session-id"
