@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
@@ -21,7 +21,7 @@ from mitmproxy import io as mio
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
 
-from usagefix.decoding import DecodeError, Decoder, make_decoder
+from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
@@ -40,15 +40,15 @@ from usagefix.record import (
     Status,
     UsageRecord,
     build_record,
-    http_error_record,
     minimal_record,
-    read_prior,
-    rebuild_upstream,
     summary,
 )
 from usagefix.redaction import redact_headers, redact_path
+from usagefix.renormalize import WholeResponse, normalize_whole
 from usagefix.replayed import Recorded, RecordIndex
-from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.rewriter import Rewrite, StreamRewriter
+from usagefix.stream import ResponseStream, stream_record
+from usagefix.streamusage import ask_for_stream_usage
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
 from usagefix.wsturns import TURNS_KEY, detect_websocket, read_turn, turns_summary
 
@@ -109,75 +109,6 @@ def _media_type(message: http.Message) -> str:
     return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
-@dataclass
-class _Stream:
-    """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
-
-    Fail open, losing nothing: the rewriter owns every byte it has not returned, and its `feed`,
-    `finish` and `abandon` never raise. When a chunk cannot be decoded, what did decode goes
-    through the rewriter, which then hands back what it held; the bytes that did not decode, and
-    every chunk after them, go as they came.
-    """
-
-    rewriter: StreamRewriter
-    decoder: Decoder | None = None
-    content_encoding: str | None = None
-    max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
-    sent: bytearray = field(default_factory=bytearray)
-    """Everything the client was sent, for the saved flow, up to `max_saved` bytes."""
-    too_large: int = 0
-    """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
-    recorded: bool = False
-    """Set once the response is recorded: a later `error` (the client hanging up after the end)
-    must not turn a complete response into a cut-off one."""
-
-    def __call__(self, chunk: bytes) -> list[bytes]:
-        try:
-            out = self._process(chunk)
-        except Exception as e:  # not reachable by design; should it be, the chunk still goes
-            logger.warning(
-                "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
-            )
-            out = [chunk] if chunk else []
-        # Never a b"" piece (to an HTTP/1.1 client an empty chunk ends the body): the rewriter
-        # returns none, and the two paths above that add a piece of their own check it.
-        for piece in out:
-            if self.too_large:
-                self.too_large += len(piece)
-            elif len(self.sent) + len(piece) > self.max_saved:
-                self.too_large = len(self.sent) + len(piece)
-                self.sent = bytearray()  # memory stays bounded: the saved flow goes without it
-            else:
-                self.sent += piece
-        return out
-
-    def take_body(self) -> bytes | None:
-        """The body for the saved flow, released from here; None ("content missing", as mitmproxy
-        saves a streamed body) when it outgrew the bound."""
-        body = None if self.too_large else bytes(self.sent)
-        self.sent = bytearray()
-        return body
-
-    def _process(self, chunk: bytes) -> list[bytes]:
-        data = chunk
-        if self.decoder is not None:
-            try:
-                data = self.decoder.decode(chunk) if chunk else self.decoder.flush()
-            except Exception as e:  # corrupt compressed data: nothing better than to forward it
-                self.decoder = None
-                # What decoded before the error goes through the rewriter as usual; the bytes that
-                # did not decode follow as they came (a decoder that cannot say which: the chunk).
-                decoded = e.decoded if isinstance(e, DecodeError) else b""
-                tail = e.tail if isinstance(e, DecodeError) else chunk
-                out = self.rewriter.feed(decoded) if decoded else []
-                why = f"cannot decode {self.content_encoding}: {type(e).__name__}: {e}"
-                return [*out, *self.rewriter.abandon(why), *([tail] if tail else [])]
-        out = self.rewriter.feed(data) if data else []
-        if not chunk:  # the end of the stream: every byte still held goes now
-            out += self.rewriter.finish()
-        return out
-
-
 def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
     # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
     new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
@@ -224,18 +155,6 @@ def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's limit
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _ask_for_stream_usage(flow: http.HTTPFlow, body: dict[str, Any]) -> bool:
-    """Add `stream_options.include_usage` to an OpenAI Chat stream request that lacks it."""
-    if body.get("stream") is not True:
-        return False
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return False
-    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    flow.request.content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return True
 
 
 def _untouched(state: _FlowState, status: Status, why: str, encoding: str | None = None) -> UsageRecord:
@@ -354,7 +273,9 @@ class UsageFix:
             return
         if self.request_stream_usage and state.dialect.name == "openai_chat" and flow.is_replay != "response":
             body = _request_json(flow)
-            if body is not None and _ask_for_stream_usage(flow, body):
+            asked = ask_for_stream_usage(body) if body is not None else None
+            if asked is not None:
+                flow.request.content = asked
                 state = _FlowState(state.dialect, replace(state.ctx, strip_usage_chunk=True))
         self._flows[flow] = state
 
@@ -390,7 +311,9 @@ class UsageFix:
             rewriter = StreamRewriter(
                 state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
             )
-            stream = _Stream(rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes)
+            stream = ResponseStream(
+                rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes
+            )
             if decoder is not None:
                 del resp.headers["content-encoding"]
             # The size changes when usage is rewritten: the client must not rely on content-length.
@@ -413,7 +336,7 @@ class UsageFix:
             if resp is None:
                 return
             stream = resp.stream
-            if isinstance(stream, _Stream):
+            if isinstance(stream, ResponseStream):
                 self._record_stream(flow, stream)
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
@@ -422,9 +345,9 @@ class UsageFix:
                 if state is not None:
                     if flow.is_replay == "response":
                         self._adopt_recorded(flow)
-                    self._rewrite_whole(flow, state, recorded=True)
+                    self._normalize_whole(flow, state, recorded=True)
             elif state is not None and not resp.stream:
-                self._rewrite_whole(flow, state, recorded=False)
+                self._normalize_whole(flow, state, recorded=False)
         finally:
             self._in_flight.discard(flow)
             if self.redact_secrets:
@@ -445,7 +368,7 @@ class UsageFix:
         if self.redact_secrets:
             redact(flow)
         resp = flow.response
-        if resp is None or not isinstance(resp.stream, _Stream) or resp.stream.recorded:
+        if resp is None or not isinstance(resp.stream, ResponseStream) or resp.stream.recorded:
             return
         stream = resp.stream
         if stream.rewriter.ended:
@@ -510,91 +433,42 @@ class UsageFix:
                 redact(flow)
         self.ledger.close()  # writes what is queued
 
-    def _record_stream(self, flow: http.HTTPFlow, stream: _Stream, cut_off: str | None = None) -> None:
+    def _record_stream(self, flow: http.HTTPFlow, stream: ResponseStream, cut_off: str | None = None) -> None:
         """Record a streamed response once: the body the client got (when kept), and what was done."""
         assert flow.response is not None
         stream.recorded = True
         flow.response.raw_content = stream.take_body()
-        record = self._build(stream.rewriter, stream.content_encoding, cut_off)
+        record = stream_record(stream.rewriter, stream.content_encoding, cut_off)
         if stream.too_large:
             anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
             record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
         self._record(flow, record)
 
-    def _build(self, rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
-        return build_record(
-            rw.outcome,
-            cut_off=cut_off,
-            content_encoding=encoding,
-            held_back=rw.pending_bytes() if cut_off else b"",
-            stream_usage_added=rw.ctx.strip_usage_chunk,
-        )
-
-    def _rewrite_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
-        """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
+    def _normalize_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
+        """Normalize a response whose whole body is here: buffered JSON, or a recorded stream (see
+        usagefix.renormalize)."""
         resp = flow.response
         assert resp is not None
-        if not 200 <= resp.status_code < 300:  # the body passes untouched; the record says why
-            by = "server replay" if flow.is_replay == "response" else "the upstream"
-            profile = state.ctx.profile.name if state.ctx.profile else None
-            record = http_error_record(state.dialect.name, profile, resp.status_code, resp.reason, by)
-            self._record(flow, record)
-            return
-        media = _media_type(resp)
-        framing = framing_for(state.dialect, media, flow.request.path)
-        if framing is None and media != "application/json" and not media.endswith("+json"):
-            return
-        saved = resp.get_content(strict=False)
-        if saved is None:  # saved without its body ("content missing"): nothing to normalize anew
-            return
-        body = saved
-        prior = None
-        if recorded and METADATA_KEY in flow.metadata:
-            try:
-                prior = read_prior(flow.metadata[METADATA_KEY])
-            except ValueError as e:  # hand-edited, or another schema: as if there were none
-                logger.warning(
-                    "usagefix: %s: unreadable record (%s); normalizing the body as saved",
-                    _where(flow),
-                    e,
-                )
-        if prior is not None:
-            try:
-                body = rebuild_upstream(body, prior)
-            except ValueError as e:
-                logger.warning(
-                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved",
-                    _where(flow),
-                    e,
-                )
-        context = replace(
+        whole = WholeResponse(
+            state.dialect,
             state.ctx,
-            strip_usage_chunk=prior is not None and prior.stream_usage_added,
-            # Bedrock InvokeModel reports its counts in headers.
-            response_headers=tuple(
-                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields
-            ),
+            flow.request.path,
+            resp.status_code,
+            resp.reason,
+            _media_type(resp),
+            tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields),
+            resp.get_content(strict=False) if 200 <= resp.status_code < 300 else None,
+            _where(flow),
+            metadata=flow.metadata if recorded else None,
+            error=flow.error.msg if flow.error else None,
+            by_replay=flow.is_replay == "response",
         )
-        if framing is not None:
-            was_cut = prior is not None and flow.error is not None and prior.error == flow.error.msg
-            cut = flow.error.msg if was_cut and flow.error else None
-            new, rw = rewrite_stream(
-                state.dialect,
-                body,
-                complete=not cut,
-                max_event_bytes=self.max_event_bytes,
-                ctx=context,
-                framing=framing,
-                where=_where(flow),
-            )
-            record = self._build(rw, prior.content_encoding if prior else None, cut_off=cut)
-        else:
-            result = rewrite_body(state.dialect, body, context, where=_where(flow))
-            new = body if result.body is None else result.body
-            record = build_record(result.outcome)
-        if new != saved:
-            resp.content = new
-        self._record(flow, record)
+        done = normalize_whole(whole, self.max_event_bytes)
+        if done is None:
+            return
+        if done.body is not None:
+            resp.content = done.body
+        self._record(flow, done.record)
 
     def _adopt_recorded(self, flow: http.HTTPFlow) -> None:
         """A server-replayed response: the record it was saved with, to normalize it anew from the
