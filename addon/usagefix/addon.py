@@ -37,16 +37,14 @@ from usagefix.options import (
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import (
     METADATA_KEY,
-    Status,
     UsageRecord,
-    build_record,
-    minimal_record,
     summary,
 )
 from usagefix.redaction import redact_headers, redact_path
 from usagefix.renormalize import WholeResponse, normalize_whole
 from usagefix.replayed import Recorded, RecordIndex
-from usagefix.rewriter import Rewrite, StreamRewriter
+from usagefix.rewriter import StreamRewriter
+from usagefix.saving import saveable, untouched_record
 from usagefix.stream import ResponseStream, stream_record
 from usagefix.streamusage import ask_for_stream_usage
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
@@ -155,14 +153,6 @@ def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's limit
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _untouched(state: _FlowState, status: Status, why: str, encoding: str | None = None) -> UsageRecord:
-    """The record of a stream passed through untouched before its first byte: nothing was read."""
-    profile = state.ctx.profile.name if state.ctx.profile else None
-    rec = build_record(Rewrite(state.dialect.name, streamed=True, profile=profile, error=why))
-    anomalies = [f"undecodable_encoding:{encoding}"] if encoding else []
-    return rec.model_copy(update={"status": status, "anomalies": anomalies, "events": None})
 
 
 class UsageFix:
@@ -306,7 +296,12 @@ class UsageFix:
                     )
                     resp.stream = True
                     why = f"content-encoding {encoding!r} cannot be decoded here: passed through untouched"
-                    self._record(flow, _untouched(state, "undecodable_encoding", why, encoding))
+                    self._record(
+                        flow,
+                        untouched_record(
+                            state.dialect.name, state.ctx, "undecodable_encoding", why, encoding
+                        ),
+                    )
                     return
             rewriter = StreamRewriter(
                 state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
@@ -326,7 +321,7 @@ class UsageFix:
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
             logger.warning("usagefix: %s: %s; streaming it untouched", _where(flow), why)
-            self._record(flow, _untouched(state, "passthrough_error", why))
+            self._record(flow, untouched_record(state.dialect.name, state.ctx, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
@@ -486,27 +481,7 @@ class UsageFix:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
         blocks, else a minimal one that says why."""
-        state: dict[str, Any] | None = None
-        why = ""
-        for attempt in range(3):
-            try:
-                if attempt == 1:
-                    update = {"upstream_usage": None, "emitted_usage": None}
-                    anomalies = [*record.anomalies, f"usage_blocks_not_recorded: {why}"]
-                    record = record.model_copy(update={**update, "anomalies": anomalies})
-                elif attempt == 2:
-                    error = f"the record could not be written: {why}"
-                    record = minimal_record(record.dialect, record.streamed, error, record.changes)
-                state = _saveable(record)
-                break
-            except Exception as e:
-                why = f"{type(e).__name__}: {e}"
-                logger.warning("usagefix: %s: cannot write the record as it is: %s", _where(flow), why)
-        if state is None:
-            record = minimal_record(
-                record.dialect, record.streamed, f"the record could not be written: {why}"
-            )
-            state = _saveable(record)
+        record, state = saveable(record, _where(flow))
         flow.metadata[METADATA_KEY] = state
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
@@ -553,28 +528,3 @@ def _replay_records(paths: object) -> RecordIndex:
         and f.response.raw_content is not None
         and isinstance(rec := f.metadata.get(METADATA_KEY), dict)
     )
-
-
-def _saveable(record: UsageRecord) -> dict[str, Any]:
-    state = record.model_dump(mode="json")
-    _check_depth(state)
-    return state
-
-
-# Deeper than this, a record may not be saved: pydantic stops serializing a few hundred levels
-# down and mitmproxy's tnetstring writer recurses once per level (an 800-deep usage block,
-# verbatim in the record, lost the whole flow). Real usage blocks are three levels deep.
-MAX_RECORD_DEPTH = 64
-
-
-def _check_depth(value: Any) -> None:
-    """Raise `ValueError` if `value` (plain JSON data) nests deeper than MAX_RECORD_DEPTH."""
-    stack = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > MAX_RECORD_DEPTH:
-            raise ValueError(f"the record nests deeper than {MAX_RECORD_DEPTH} levels")
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
