@@ -40,7 +40,7 @@ from usagefix.record import (
     UsageRecord,
     summary,
 )
-from usagefix.redaction import redact_headers, redact_path
+from usagefix.redaction import redact_fields, redact_message_state, redact_path
 from usagefix.renormalize import WholeResponse, normalize_whole
 from usagefix.replayed import Recorded, RecordIndex
 from usagefix.rewriter import StreamRewriter
@@ -107,37 +107,20 @@ def _media_type(message: http.Message) -> str:
     return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
-def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
-    # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
-    new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
-    return None if new is None else tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in new)
-
-
-def _redact_message_state(state: object, *, is_request: bool) -> None:
-    if not isinstance(state, dict):
-        return
-    fields = state.get("headers")
-    if isinstance(fields, tuple) and (new := _redact_fields(fields)) is not None:
-        state["headers"] = new
-    path = state.get("path")
-    if is_request and isinstance(path, bytes) and (p := redact_path(path.decode("latin-1"))) is not None:
-        state["path"] = p.encode("latin-1")
-
-
 def redact(flow: http.HTTPFlow) -> None:
     """Mask credentials in the flow as it will be saved (the request was sent, so harmless)."""
     req = flow.request
-    if (fields := _redact_fields(req.headers.fields)) is not None:
+    if (fields := redact_fields(req.headers.fields)) is not None:
         req.headers.fields = fields
     if (path := redact_path(req.path)) is not None:
         req.path = path
-    if flow.response is not None and (fields := _redact_fields(flow.response.headers.fields)) is not None:
+    if flow.response is not None and (fields := redact_fields(flow.response.headers.fields)) is not None:
         flow.response.headers.fields = fields
     # A backup (client replay, edits) is saved with the flow: it holds the originals too.
     backup = getattr(flow, "_backup", None)
     if isinstance(backup, dict):
-        _redact_message_state(backup.get("request"), is_request=True)
-        _redact_message_state(backup.get("response"), is_request=False)
+        redact_message_state(backup.get("request"), is_request=True)
+        redact_message_state(backup.get("response"), is_request=False)
 
 
 @dataclass(frozen=True, slots=True)
