@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy import io as mio
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
 
@@ -42,7 +41,8 @@ from usagefix.record import (
 )
 from usagefix.redaction import redact_fields, redact_message_state, redact_path
 from usagefix.renormalize import WholeResponse, normalize_whole
-from usagefix.replayed import Recorded, RecordIndex
+from usagefix.replayed import RecordIndex
+from usagefix.replayhooks import adopt_recorded, forget_record, replay_records
 from usagefix.rewriter import StreamRewriter
 from usagefix.saving import saveable, untouched_record
 from usagefix.stream import ResponseStream, stream_record
@@ -126,7 +126,7 @@ def redact(flow: http.HTTPFlow) -> None:
 @dataclass(frozen=True, slots=True)
 class _FlowState:
     dialect: Dialect
-    ctx: Context
+    context: Context
 
 
 def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
@@ -204,7 +204,7 @@ class UsageFix:
             self.log_lines = ctx.options.usage_log_lines
         self.profiles = profiles
         if "server_replay" in updated and hasattr(ctx.options, "server_replay"):
-            self._replayed = _replay_records(ctx.options.server_replay)
+            self._replayed = replay_records(ctx.options.server_replay)
 
     # -- request -------------------------------------------------------------------------
 
@@ -231,7 +231,7 @@ class UsageFix:
         if not flow.live:
             return
         if flow.is_replay == "request":
-            _forget_record(flow)
+            forget_record(flow)
         self._in_flight.add(flow)
         if self._is_llm(flow):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
@@ -249,7 +249,7 @@ class UsageFix:
             asked = ask_for_stream_usage(body) if body is not None else None
             if asked is not None:
                 flow.request.content = asked
-                state = _FlowState(state.dialect, replace(state.ctx, strip_usage_chunk=True))
+                state = _FlowState(state.dialect, replace(state.context, strip_usage_chunk=True))
         self._flows[flow] = state
 
     # -- response ------------------------------------------------------------------------
@@ -282,12 +282,12 @@ class UsageFix:
                     self._record(
                         flow,
                         untouched_record(
-                            state.dialect.name, state.ctx, "undecodable_encoding", why, encoding
+                            state.dialect.name, state.context, "undecodable_encoding", why, encoding
                         ),
                     )
                     return
             rewriter = StreamRewriter(
-                state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
+                state.dialect, self.max_event_bytes, state.context, framing, where=_where(flow)
             )
             stream = ResponseStream(
                 rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes
@@ -304,7 +304,7 @@ class UsageFix:
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
             logger.warning("usagefix: %s: %s; streaming it untouched", _where(flow), why)
-            self._record(flow, untouched_record(state.dialect.name, state.ctx, "passthrough_error", why))
+            self._record(flow, untouched_record(state.dialect.name, state.context, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
@@ -322,7 +322,7 @@ class UsageFix:
                 state = self._state(flow)
                 if state is not None:
                     if flow.is_replay == "response":
-                        self._adopt_recorded(flow)
+                        adopt_recorded(flow, self._replayed)
                     self._normalize_whole(flow, state, recorded=True)
             elif state is not None and not resp.stream:
                 self._normalize_whole(flow, state, recorded=False)
@@ -429,7 +429,7 @@ class UsageFix:
         assert resp is not None
         whole = WholeResponse(
             state.dialect,
-            state.ctx,
+            state.context,
             flow.request.path,
             resp.status_code,
             resp.reason,
@@ -447,18 +447,6 @@ class UsageFix:
         if done.body is not None:
             resp.content = done.body
         self._record(flow, done.record)
-
-    def _adopt_recorded(self, flow: http.HTTPFlow) -> None:
-        """A server-replayed response: the record it was saved with, to normalize it anew from the
-        upstream's original (the copy mitmproxy serves comes without it)."""
-        resp = flow.response
-        if resp is None or resp.raw_content is None or METADATA_KEY in flow.metadata:
-            return
-        found = self._replayed.find(
-            (flow.request.method, flow.request.path), (resp.status_code, resp.raw_content)
-        )
-        if found is not None:
-            flow.metadata[METADATA_KEY] = dict(found)
 
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
@@ -482,32 +470,3 @@ def _model(flow: http.HTTPFlow) -> str | None:
     """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
     body = _request_json(flow) or {}
     return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
-
-
-def _forget_record(flow: http.HTTPFlow) -> None:
-    """A client replay sends a recorded flow again: what was recorded of its old response (record,
-    comment, ⚠ mark) is not true of the new one, which gets a record of its own, or none when no
-    response comes. (Its backup, saved with it, keeps the old flow whole.)"""
-    if flow.metadata.pop(METADATA_KEY, None) is not None:
-        flow.comment = ""
-        if flow.marked == ":warning:":
-            flow.marked = ""
-
-
-def _replay_records(paths: object) -> RecordIndex:
-    """The records of the flows in the server-replay files (none if they cannot be read: mitmproxy
-    refuses such a file itself)."""
-    if not isinstance(paths, (list, tuple)) or not paths:
-        return RecordIndex()
-    try:
-        flows = mio.read_flows_from_paths([str(p) for p in paths])
-    except Exception:
-        return RecordIndex()
-    return RecordIndex.of(
-        Recorded((f.request.method, f.request.path), (f.response.status_code, f.response.raw_content), rec)
-        for f in flows
-        if isinstance(f, http.HTTPFlow)
-        and f.response is not None
-        and f.response.raw_content is not None
-        and isinstance(rec := f.metadata.get(METADATA_KEY), dict)
-    )
