@@ -120,4 +120,4 @@ def normalize_whole(resp: WholeResponse, max_event_bytes: int) -> Normalized | N
         return Normalized(changed, stream_record(rw, prior.content_encoding if prior else None, cut_off=cut))
     result = rewrite_body(resp.dialect, body, context, where=resp.where)
     new = body if result.body is None else result.body
-    return Normalized(None if new == resp.body else new, build_record(result.outcome))
+    return Normalized(None if new == resp.body else new, build_record(result.result))

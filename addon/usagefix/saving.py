@@ -10,7 +10,7 @@ from typing import Any
 
 from usagefix.dialects import Context
 from usagefix.record import Status, UsageRecord, build_record, minimal_record
-from usagefix.rewriter import Rewrite
+from usagefix.rewriter import RewriteResult
 
 __all__ = ["MAX_RECORD_DEPTH", "saveable", "untouched_record"]
 
@@ -68,6 +68,6 @@ def untouched_record(
 ) -> UsageRecord:
     """The record of a stream passed through untouched before its first byte: nothing was read."""
     profile = context.profile.name if context.profile else None
-    rec = build_record(Rewrite(dialect, streamed=True, profile=profile, error=why))
+    rec = build_record(RewriteResult(dialect, streamed=True, profile=profile, error=why))
     anomalies = [f"undecodable_encoding:{encoding}"] if encoding else []
     return rec.model_copy(update={"status": status, "anomalies": anomalies, "events": None})

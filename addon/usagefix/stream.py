@@ -91,7 +91,7 @@ class ResponseStream:
 def stream_record(rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
     """The record of a stream the rewriter read: cut off (with what it held back) or whole."""
     return build_record(
-        rw.outcome,
+        rw.result,
         cut_off=cut_off,
         content_encoding=encoding,
         held_back=rw.pending_bytes() if cut_off else b"",
