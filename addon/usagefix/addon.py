@@ -3,6 +3,11 @@
 Every wire-safety rule here comes from a verified mitmproxy behaviour (reference/mitmproxy-notes.md):
 the stream callable never returns an empty piece mid-stream, `content-length` goes when sizes may
 change, a failure forwards the original bytes, loaded flows are left alone.
+
+Thin hooks, one idea per module beside them: the stream callable (usagefix.stream), a whole body
+normalized anew (usagefix.renormalize), the stream-usage request (usagefix.streamusage), the saved
+record (usagefix.saving) are pure; the options (usagefix.optionhooks) and replays
+(usagefix.replayhooks) are glue too.
 """
 
 from __future__ import annotations
@@ -10,13 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
 
@@ -24,12 +28,11 @@ from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.optionhooks import declare_options, refuse
 from usagefix.options import (
     DEFAULT_MAX_SAVED_BODY_BYTES,
     OPTIONS,
     OptionError,
-    SetStrings,
-    check_deferred,
     check_value,
     header_names,
 )
@@ -54,22 +57,6 @@ __all__ = ["UsageFix"]
 
 logger = logging.getLogger(__name__)
 
-_TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str], "header": Optional[str]}  # noqa: UP045 (mitmproxy's)
-
-
-def _unparsed(value: object) -> object:
-    """A value mitmproxy kept aside: the strings of `--set` (its `_UnconvertedStrings`), or typed."""
-    strings = getattr(value, "val", None)
-    if isinstance(strings, list) and all(isinstance(s, str) for s in strings):
-        return SetStrings(tuple(strings))
-    return value
-
-
-def _starting() -> bool:
-    """Whether mitmproxy is still starting up (its proxy server addon not running yet)."""
-    server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
-    return server is not None and not getattr(server, "is_running", True)
-
 
 def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
     """The names the client asked for: the Host header's (or :authority's) and the TLS SNI. In
@@ -81,21 +68,6 @@ def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
     if flow.client_conn.sni:
         names.append(flow.client_conn.sni)
     return tuple(dict.fromkeys(n for n in names if n and n != flow.request.host))
-
-
-def _refuse(problems: list[str]) -> NoReturn:
-    """Stop on options the addon cannot run with.
-
-    While mitmproxy starts, one line per problem and exit 1, before anything listens: an
-    `OptionsError` raised there would print a traceback and let mitmdump open its port first, and
-    one raised while the options are parsed is dropped silently. Later (an option changed in mitmweb
-    or the console), an `OptionsError`, which mitmproxy reports while it keeps the old values.
-    """
-    lines = ["usagefix: " + " ".join(p.split()) for p in problems]  # one line each, whatever a message holds
-    if _starting():
-        print("\n".join(lines), file=sys.stderr, flush=True)
-        raise SystemExit(1)
-    raise exceptions.OptionsError("; ".join(lines))  # type: ignore[no-untyped-call]
 
 
 def _where(flow: http.HTTPFlow) -> str:
@@ -159,14 +131,7 @@ class UsageFix:
         """The records of the server-replay files, for the responses they serve."""
 
     def load(self, loader: Loader) -> None:
-        for option in OPTIONS.values():
-            loader.add_option(option.name, _TYPESPECS[option.kind], option.default, option.help)
-        # Right after this hook mitmproxy parses the `--set` values it kept aside for these options,
-        # and one that fails to parse aborts the addon's loading without a word: check them first.
-        deferred = loader.master.options.deferred
-        problems = check_deferred((name, _unparsed(value)) for name, value in deferred.items())
-        if problems:
-            _refuse(problems)
+        declare_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         ours = updated & OPTIONS.keys()
@@ -191,7 +156,7 @@ class UsageFix:
                 except ValueError as e:
                     raise OptionError(str(e)) from None
         except OptionError as e:
-            _refuse([str(e)])
+            refuse([str(e)])
         if "usage_max_event_bytes" in ours:
             self.max_event_bytes = ctx.options.usage_max_event_bytes
         if "usage_max_saved_body_bytes" in ours:
