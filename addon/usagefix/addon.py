@@ -6,8 +6,8 @@ change, a failure forwards the original bytes, loaded flows are left alone.
 
 Thin hooks, one idea per module beside them: the stream callable (usagefix.stream), a whole body
 normalized anew (usagefix.renormalize), the stream-usage request (usagefix.streamusage), the saved
-record (usagefix.saving) are pure; the options (usagefix.optionhooks) and replays
-(usagefix.replayhooks) are glue too.
+record (usagefix.saving) are pure; the options (usagefix.optionhooks), replays
+(usagefix.replayhooks) and WebSocket turns (usagefix.wshooks) are glue too.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from usagefix.saving import saveable, untouched_record
 from usagefix.stream import ResponseStream, stream_record
 from usagefix.streamusage import ask_for_stream_usage
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
-from usagefix.wsturns import TURNS_KEY, detect_websocket, read_turn, turns_summary
+from usagefix.wshooks import record_turn
 
 __all__ = ["UsageFix"]
 
@@ -337,27 +337,9 @@ class UsageFix:
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """A server message on an LLM WebSocket (Responses, Realtime): one turn's usage, read,
-        normalized and recorded in `flow.metadata["usagefix_turns"]` (see usagefix.wsturns)."""
-        ws = flow.websocket
-        if not flow.live or ws is None or not ws.messages:
-            return
-        message = ws.messages[-1]  # mitmproxy: the newest, and it may be modified here
-        dialect = detect_websocket(flow.request.path)
-        if message.from_client or not message.is_text or dialect is None:
-            return
-        req = flow.request
-        profile = self.profiles.match(req.host, req.port, req.path, None)
-        turn = read_turn(dialect, message.text, len(ws.messages) - 1, Context(profile=profile))
-        if turn is None:
-            return
-        if turn.text is not None:
-            message.text = turn.text
-        turns = flow.metadata.setdefault(TURNS_KEY, [])
-        turns.append(turn.entry)
-        self._open_websockets.add(flow)
-        flow.comment = turns_summary(turns, turn)
-        if turn.entry["record"]["anomalies"]:
-            flow.marked = ":warning:"
+        normalized and recorded in `flow.metadata["usagefix_turns"]` (see usagefix.wshooks)."""
+        if record_turn(flow, self.profiles):
+            self._open_websockets.add(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """The WebSocket closed: each recorded turn becomes a ledger row (on the writer thread)."""
