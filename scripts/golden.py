@@ -86,9 +86,9 @@ def run(upstream: Path, body: bytes | None = None) -> Result:
     framing = framing_of(upstream)
     if framing is not None:
         out, rw = rewrite_stream(dialect, body, ctx=ctx, framing=framing)
-        return Result(out, build_record(rw.outcome))
+        return Result(out, build_record(rw.result))
     result = rewrite_body(dialect, body, ctx)
-    return Result(body if result.body is None else result.body, build_record(result.outcome))
+    return Result(body if result.body is None else result.body, build_record(result.result))
 
 
 def pinned(record: UsageRecord) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from mitmproxy import exceptions, http
 from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
-from usagefix.addon import UsageFix, _Stream
+from usagefix.addon import UsageFix
 from usagefix.record import rebuild_upstream
+from usagefix.stream import ResponseStream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 FOUNDING_JSON = (GOLDEN / "openai_chat" / "fix-founding-bug.upstream.json").read_bytes()
@@ -546,7 +547,7 @@ async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory
         out = run_stream(addon, f, [FOUNDING_SSE[:100], FOUNDING_SSE[100:]])
         assert out == FIXED_SSE  # the client's stream is the same: only what is saved changes
         assert f.response is not None and f.response.raw_content is None
-        assert isinstance(f.response.stream, _Stream) and not f.response.stream.sent
+        assert isinstance(f.response.stream, ResponseStream) and not f.response.stream.sent
         saved = roundtrip(f)
         rec = saved.metadata["usagefix"]
         assert rec["status"] == "rewritten" and rec["body_saved"] is False
@@ -562,7 +563,7 @@ async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory
         g = llm_flow(FOUNDING_SSE, "text/event-stream")
         assert run_stream(addon, g, [FOUNDING_SSE]) == FIXED_SSE
         assert g.response is not None and g.response.raw_content == FIXED_SSE
-        assert isinstance(g.response.stream, _Stream) and not g.response.stream.sent
+        assert isinstance(g.response.stream, ResponseStream) and not g.response.stream.sent
         assert g.metadata["usagefix"]["body_saved"] is True
 
 

@@ -25,7 +25,7 @@ def rec(status: str, **kw: object) -> UsageRecord:
 
 
 def test_the_founding_bug_leads_with_its_numbers_and_the_rule() -> None:
-    text = summary(build_record(rewrite_body(DIALECTS["openai_chat"], FOUNDING).outcome))
+    text = summary(build_record(rewrite_body(DIALECTS["openai_chat"], FOUNDING).result))
     # The total changed too, as a consequence: counted, not spelled out; I3 left out beside R1.
     assert text == "prompt 1678→107208 · R1"
 

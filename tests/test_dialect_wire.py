@@ -47,7 +47,7 @@ def chunk(inner: bytes) -> bytes:
 
 def through(dialect: str, body: bytes, framing: Framing = "sse") -> tuple[bytes, UsageRecord, bool]:
     out, rw = rewrite_stream(DIALECTS[dialect], body, framing=framing)
-    return out, build_record(rw.outcome), rw.ended
+    return out, build_record(rw.result), rw.ended
 
 
 def one(*fields: str) -> str:
@@ -89,7 +89,7 @@ NO_USAGE_BODY: dict[str, bytes] = {
 @pytest.mark.parametrize("dialect", NO_USAGE_BODY)
 def test_a_body_without_a_usage_object_is_left_alone_and_unmeasured(dialect: str) -> None:
     result = rewrite_body(DIALECTS[dialect], NO_USAGE_BODY[dialect])
-    rec = build_record(result.outcome)
+    rec = build_record(result.result)
     assert result.body is None and rec.status == "unmeasured" and rec.anomalies == []
 
 
@@ -161,7 +161,7 @@ def test_a_whole_bedrock_body_with_invocation_metrics_is_measured() -> None:
         b'"outputTokenCount":6,"cacheReadInputTokenCount":1200,"invocationLatency":500}}'
     )
     result = rewrite_body(DIALECTS["bedrock"], body)
-    rec = build_record(result.outcome)
+    rec = build_record(result.result)
     assert result.body is None and rec.status == "unchanged" and rec.final_seen
     assert rec.usage_after is not None
     assert (rec.usage_after.input_total, rec.usage_after.cache_read, rec.usage_after.total) == (

@@ -161,7 +161,7 @@ def test_converse_stream_usage_is_recorded_not_rewritten() -> None:
     assert dialect is DIALECTS["bedrock"]
     out, rw = rewrite_stream(dialect, CONVERSE, framing="eventstream")
     assert out == CONVERSE
-    rec = build_record(rw.outcome)
+    rec = build_record(rw.result)
     assert rec.status == "unchanged" and rec.final_seen
     assert rec.usage_after is not None
     assert (rec.usage_after.input_total, rec.usage_after.cache_write, rec.usage_after.total) == (
@@ -185,7 +185,7 @@ def test_invoke_with_response_stream_metrics_are_recorded() -> None:
     dialect = detect("POST", "/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream")
     assert dialect is not None
     out, rw = rewrite_stream(dialect, stream, framing="eventstream")
-    rec = build_record(rw.outcome)
+    rec = build_record(rw.result)
     assert out == stream and rec.final_seen and rec.usage_after is not None and rec.usage_after.total == 17
 
 
@@ -196,7 +196,7 @@ def test_total_mismatch_is_flagged() -> None:
     )
     dialect = DIALECTS["bedrock"]
     _, rw = rewrite_stream(dialect, stream, framing="eventstream")
-    assert "bedrock_total_mismatch" in build_record(rw.outcome).anomalies
+    assert "bedrock_total_mismatch" in build_record(rw.result).anomalies
 
 
 @given(st.data(), st.binary(max_size=400), st.integers(16, 200))

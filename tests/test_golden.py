@@ -98,7 +98,7 @@ def test_any_chunking_gives_the_whole_streams_output(upstream: Path, data: st.Da
 def test_a_cut_off_tail_is_counted_once_as_incomplete_not_oversize() -> None:
     body = (golden.GOLDEN / "gemini" / "ok-cut-off.upstream.jsonarray").read_bytes()
     _, rw = stream_through("gemini", [body], "json_array")
-    anomalies = build_record(rw.outcome).anomalies
+    anomalies = build_record(rw.result).anomalies
     assert any(a.startswith("incomplete_tail_bytes:") for a in anomalies)
     assert not any(a.startswith("oversize_events") for a in anomalies)
 

@@ -400,12 +400,12 @@ def chat_chunk(usage: dict[str, Any] | None, *, finish: str | None = None, choic
 
 def chat_stream(body: bytes, ctx: Context | None = None) -> tuple[bytes, UsageRecord]:
     out, rw = rewrite_stream(DIALECTS["openai_chat"], body, ctx=ctx or Context())
-    return out, build_record(rw.outcome)
+    return out, build_record(rw.result)
 
 
 def body_of(dialect: str, body: bytes, ctx: Context | None = None) -> tuple[bytes, UsageRecord]:
     result = rewrite_body(DIALECTS[dialect], body, ctx or Context())
-    return (body if result.body is None else result.body), build_record(result.outcome)
+    return (body if result.body is None else result.body), build_record(result.result)
 
 
 def usage_out(body: bytes) -> dict[str, Any]:
@@ -460,7 +460,7 @@ def test_an_empty_usage_block_is_no_snapshot_not_an_invalid_one() -> None:
 def test_a_gemini_chunk_without_candidates_ends_the_response() -> None:
     blocked = b'data: {"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}\n\n'
     _, rw = rewrite_stream(DIALECTS["gemini"], blocked)
-    rec = build_record(rw.outcome)
+    rec = build_record(rw.result)
     assert rec.status == "unchanged" and rec.final_seen
 
 
@@ -497,7 +497,7 @@ def anthropic_stream(start_usage: dict[str, Any], delta_usage: dict[str, Any]) -
 def anthropic_through(body: bytes) -> tuple[dict[str, Any], UsageRecord]:
     out, rw = rewrite_stream(DIALECTS["anthropic"], body)
     delta = next(json.loads(line[6:]) for line in out.splitlines() if b'"message_delta"' in line)
-    return delta["usage"], build_record(rw.outcome)
+    return delta["usage"], build_record(rw.result)
 
 
 def test_a_null_in_message_delta_never_overwrites_message_starts_count() -> None:
@@ -636,7 +636,7 @@ def gemini_chunk(total_parts: tuple[int, int], *, finish: bool = False) -> bytes
 
 def gemini_flags(*chunks: bytes) -> list[str]:
     _, rw = rewrite_stream(DIALECTS["gemini"], b"".join(chunks))
-    return build_record(rw.outcome).anomalies
+    return build_record(rw.result).anomalies
 
 
 def test_gemini_snapshots_that_dip_between_tool_turns_are_not_flagged() -> None:
@@ -769,7 +769,7 @@ def test_i4_in_an_anthropic_stream_and_observe_only_says_what_it_would_do() -> N
     assert {"I4", "R4"} <= {r.rule for r in rec.rules}
     watch = Context(profile=Profile(name="watch", observe_only=True))
     out, rw = rewrite_stream(DIALECTS["anthropic"], body, ctx=watch)
-    rec = build_record(rw.outcome)
+    rec = build_record(rw.result)
     assert out == body and rec.rules == [] and "would_repair:R4" in rec.anomalies
 
 

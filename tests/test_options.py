@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from mitmproxy import exceptions, hooks, optmanager
 from mitmproxy.test import taddons
 
-from usagefix.addon import _TYPESPECS, UsageFix
+from usagefix.addon import UsageFix
+from usagefix.optionhooks import TYPESPECS as _TYPESPECS
 from usagefix.options import (
     _TOKEN,
     OPTIONS,

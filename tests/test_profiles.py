@@ -105,18 +105,18 @@ def test_builtin_profiles() -> None:
 def test_ambiguous_block_is_flagged_without_a_profile_and_repaired_with_one() -> None:
     chat = DIALECTS["openai_chat"]
     plain = rewrite_body(chat, AMBIGUOUS)
-    assert plain.body is None and "ambiguous_inclusivity" in build_record(plain.outcome).anomalies
+    assert plain.body is None and "ambiguous_inclusivity" in build_record(plain.result).anomalies
     cli = Profile(name="cli", prompt_cache_reads="excluded")
     fixed = rewrite_body(chat, AMBIGUOUS, Context(profile=cli))
     assert fixed.body is not None
     assert json.loads(fixed.body)["usage"]["prompt_tokens"] == 3178
-    rec = build_record(fixed.outcome)
+    rec = build_record(fixed.result)
     assert rec.profile == "cli" and [r.rule for r in rec.rules] == ["R1", "I3"]
     assert "ambiguous_inclusivity" not in rec.anomalies
     inclusive = rewrite_body(
         chat, AMBIGUOUS, Context(profile=Profile(name="in", prompt_cache_reads="included"))
     )
-    assert inclusive.body is None and "ambiguous_inclusivity" not in build_record(inclusive.outcome).anomalies
+    assert inclusive.body is None and "ambiguous_inclusivity" not in build_record(inclusive.result).anomalies
 
 
 def test_observe_only_profile_records_without_rewriting() -> None:
@@ -124,7 +124,7 @@ def test_observe_only_profile_records_without_rewriting() -> None:
     result = rewrite_body(
         DIALECTS["openai_chat"], body, Context(profile=Profile(name="watch", observe_only=True))
     )
-    rec = build_record(result.outcome)
+    rec = build_record(result.result)
     assert result.body is None and rec.status == "unchanged" and "would_repair:R1" in rec.anomalies
 
 
@@ -140,7 +140,7 @@ def test_a_declaration_the_total_contradicts_does_not_apply() -> None:
     # total = prompt + completion: by its own arithmetic the upstream counts reasoning inside.
     body = b'{"usage":{"prompt_tokens":10,"completion_tokens":50,"total_tokens":60,"completion_tokens_details":{"reasoning_tokens":20}}}'
     result = rewrite_body(DIALECTS["openai_chat"], body, Context(profile=BUILTIN_PROFILES[0]))
-    rec = build_record(result.outcome)
+    rec = build_record(result.result)
     assert result.body is None and rec.status == "unchanged" and rec.rules == []
     assert "declaration_contradicted:completion_reasoning" in rec.anomalies
 
@@ -153,7 +153,7 @@ def test_the_xai_profile_does_not_reach_xais_responses_api() -> None:
     body = b'{"object":"response","usage":{"input_tokens":180,"input_tokens_details":{"cached_tokens":160},"output_tokens":350,"output_tokens_details":{"reasoning_tokens":323},"total_tokens":530}}'
     profile = profiles.match("api.x.ai", 443, "/v1/responses", "grok-4")
     result = rewrite_body(DIALECTS["openai_responses"], body, Context(profile=profile))
-    assert result.body is None and build_record(result.outcome).rules == []
+    assert result.body is None and build_record(result.result).rules == []
     # Even a profile that says "excluded" does not apply where the total contradicts it.
     forced = rewrite_body(DIALECTS["openai_responses"], body, Context(profile=BUILTIN_PROFILES[0]))
     assert forced.body is None
@@ -166,7 +166,7 @@ def test_a_declared_inclusive_upstream_is_not_repaired_by_r5() -> None:
     assert openrouter is not None and openrouter.completion_reasoning == "included"
     for ctx in (Context(profile=openrouter), Context()):
         result = rewrite_body(DIALECTS["openai_chat"], body, ctx)
-        rec = build_record(result.outcome)
+        rec = build_record(result.result)
         assert result.body is None and rec.rules == [] and "reasoning_exceeds_completion" in rec.anomalies
 
 
@@ -182,7 +182,7 @@ def test_stream_usage_added_for_us_is_removed_for_the_client() -> None:
     for line in out.splitlines():
         if line.startswith(b"data: {"):
             json.loads(line[6:])
-    rec = build_record(rw.outcome, stream_usage_added=True)
+    rec = build_record(rw.result, stream_usage_added=True)
     assert rec.final_seen and rec.usage_after is not None and rec.usage_after.input_total == 107208
     # Measured for the record, but the client got no usage block: the record says none.
     assert rec.emitted_usage is None and rec.upstream_usage is not None

@@ -53,3 +53,23 @@ def test_the_dialect_table_is_generated_from_the_registry() -> None:
     assert readme_tables.main(["--check"]) == 0
     drifted = README.replace("| Cohere Chat v2 |", "| Cohere |")
     assert readme_tables.render(drifted) != drifted
+
+
+def test_the_options_table_is_generated_from_the_option_declarations() -> None:
+    """The README's options table is `usagefix.options.OPTIONS`, each row its `doc` and default; a
+    drifted table, or an option declared without its README words, fails the suite."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import readme_tables
+
+    from usagefix.options import OPTIONS
+
+    assert readme_tables.options_table() in README
+    section = README.split("## Options", 1)[1].split("\n## ", 1)[0]
+    for option in OPTIONS.values():
+        assert option.doc, f"{option.name} has no README words (Option.doc)"
+        assert f"| `{option.name}` | " in section
+    drifted = README.replace("| `usage_ledger` | off |", "| `usage_ledger` | on |")
+    assert readme_tables.render(drifted) != drifted
+    assert readme_tables.render(drifted) == README

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from usagefix.record import build_record, read_prior, rebuild_upstream
-from usagefix.rewriter import EventChange, Rewrite
+from usagefix.rewriter import EventChange, RewriteResult
 
 # An event as the upstream sent it, and what the client got instead: None = untouched, "" = dropped.
 Event = tuple[str, str | None]
@@ -117,14 +117,14 @@ def test_a_record_with_keys_of_a_later_schema_is_read() -> None:
     assert rebuild_upstream(client, prior) == CHUNK.encode()
 
 
-def _broken_tally(out: Rewrite) -> Rewrite:
+def _broken_tally(out: RewriteResult) -> RewriteResult:
     out.tally = None  # type: ignore[assignment]  # a bug of ours, somewhere before the record
     return out
 
 
 def test_a_record_that_cannot_be_built_says_why_and_keeps_its_sound_changes() -> None:
     change = EventChange(index=0, offset=5, original='"usage":null', rewritten="")
-    rec = build_record(_broken_tally(Rewrite("openai_chat", streamed=True, changes=[change])))
+    rec = build_record(_broken_tally(RewriteResult("openai_chat", streamed=True, changes=[change])))
     assert rec.status == "passthrough_error" and not rec.final_seen and rec.usage_after is None
     assert rec.error is not None and rec.error.startswith("the record could not be built: AttributeError")
     # Enough to rebuild the upstream's body from the client's.
@@ -133,6 +133,6 @@ def test_a_record_that_cannot_be_built_says_why_and_keeps_its_sound_changes() ->
 
 def test_a_record_whose_changes_are_unsound_keeps_none_of_them() -> None:
     unsound = EventChange(index=None, offset=5, original="a", rewritten="b")  # type: ignore[arg-type]
-    rec = build_record(Rewrite("openai_chat", streamed=True, changes=[unsound]))
+    rec = build_record(RewriteResult("openai_chat", streamed=True, changes=[unsound]))
     assert rec.status == "passthrough_error" and rec.changes == []
     assert rec.error is not None and rec.error.startswith("the record could not be built: ValidationError")

@@ -181,3 +181,20 @@ async def test_the_addon_masks_what_it_saves_not_what_it_sends() -> None:
         g = planted_flow()
         await tctx.cycle(addon, g)
         assert g.request.headers["x-amz-security-token"].endswith(SECRET)
+
+
+def test_a_backup_message_state_is_masked_in_place_and_anything_else_is_left_alone() -> None:
+    from usagefix.redaction import redact_fields, redact_message_state
+
+    assert redact_fields(((b"content-type", b"application/json"),)) is None
+    request = {"headers": ((b"authorization", b"Bearer sk-secret"),), "path": b"/v1/x?key=AIzaSecret"}
+    redact_message_state(request, is_request=True)
+    assert request["headers"] == ((b"authorization", b"Bearer " + REDACTED.encode()),)
+    assert b"AIzaSecret" not in request["path"]
+    response = {"headers": ((b"x", b"y"),), "path": b"/v1/x?key=AIzaSecret"}
+    redact_message_state(response, is_request=False)  # a response has no path to mask
+    assert response == {"headers": ((b"x", b"y"),), "path": b"/v1/x?key=AIzaSecret"}
+    clean = {"headers": (), "path": b"/v1/x"}
+    redact_message_state(clean, is_request=True)
+    assert clean == {"headers": (), "path": b"/v1/x"}
+    redact_message_state(None, is_request=True)  # no backup of that message

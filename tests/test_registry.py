@@ -195,7 +195,7 @@ def test_observe_only_records_what_would_be_repaired() -> None:
     body = b'{"message": {}, "done": true, "prompt_eval_count": -1, "eval_count": 2}'
     result = rewrite_body(DIALECTS["ollama"], body, watch)
     assert result.body is None
-    t = result.outcome.tally
+    t = result.result.tally
     assert t.final_seen and "would_repair:I4" in t.anomalies
 
 
@@ -203,7 +203,7 @@ def test_an_ndjson_stream_is_rewritten_by_the_spec() -> None:
     body = b'{"done":false}\n{"done":true,"prompt_eval_count":5,"eval_count":-4}\n'
     out, rw = rewrite_stream(DIALECTS["ollama"], body, framing="ndjson")
     assert json.loads(out.splitlines()[1]) == {"done": True, "prompt_eval_count": 5, "eval_count": 0}
-    assert rw.ended and rw.outcome.tally.final_seen
+    assert rw.ended and rw.result.tally.final_seen
 
 
 def test_cohere_checks_billed_units_only_beside_tokens() -> None:

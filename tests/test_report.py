@@ -31,7 +31,7 @@ def chat_chunk(usage: dict[str, Any] | None, finish: str | None = None) -> bytes
 
 def stored(body: bytes, *, cut_off: str | None = None) -> dict[str, Any]:
     _, rw = rewrite_stream(DIALECTS["openai_chat"], body, complete=cut_off is None)
-    return build_record(rw.outcome, cut_off=cut_off).model_dump(mode="json")
+    return build_record(rw.result, cut_off=cut_off).model_dump(mode="json")
 
 
 def test_a_cut_stream_shows_its_last_partial_snapshot_never_as_the_usage() -> None:
@@ -83,7 +83,7 @@ def test_a_rewritten_body_shows_each_changed_field_and_the_rule_with_its_change(
         b'{"model":"claude-sonnet-4-5","usage":{"prompt_tokens":1678,"completion_tokens":370,'
         b'"total_tokens":2048,"prompt_tokens_details":{"cached_tokens":105530}}}'
     )
-    rec = build_record(rewrite_body(DIALECTS["openai_chat"], body).outcome).model_dump(mode="json")
+    rec = build_record(rewrite_body(DIALECTS["openai_chat"], body).result).model_dump(mode="json")
     rows = [line.split() for line in render_record(rec).splitlines()]
     assert rows[0] == ["usagefix:", "rewritten", "(openai_chat,", "JSON", "body)"]
     assert ["prompt_tokens", "1678", "107208", "◀", "changed"] in rows
@@ -95,7 +95,7 @@ def test_a_rewritten_body_shows_each_changed_field_and_the_rule_with_its_change(
 def anthropic_stored(case: str) -> dict[str, Any]:
     body = (GOLDEN / "anthropic" / f"{case}.upstream.sse").read_bytes()
     _, rw = rewrite_stream(DIALECTS["anthropic"], body, complete=True)
-    return build_record(rw.outcome).model_dump(mode="json")
+    return build_record(rw.result).model_dump(mode="json")
 
 
 FOUNDING = (
@@ -105,7 +105,7 @@ FOUNDING = (
 
 
 def test_the_impact_line_comes_first_in_tokens_and_says_negative() -> None:
-    rec = build_record(rewrite_body(DIALECTS["openai_chat"], FOUNDING).outcome).model_dump(mode="json")
+    rec = build_record(rewrite_body(DIALECTS["openai_chat"], FOUNDING).result).model_dump(mode="json")
     said = impact(rec)
     assert said == (
         "impact (tokens a standard consumer computes, upstream → client): input 1678 → 107208, "

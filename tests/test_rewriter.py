@@ -54,7 +54,7 @@ def run(rw: StreamRewriter, chunks: Sequence[bytes], *, finish: bool = True) -> 
 
 def record(rw: StreamRewriter, *, cut_off: bool = False) -> dict[str, Any]:
     held = rw.pending_bytes() if cut_off else b""
-    rec = build_record(rw.outcome, cut_off="cut" if cut_off else None, held_back=held)
+    rec = build_record(rw.result, cut_off="cut" if cut_off else None, held_back=held)
     return rec.model_dump(mode="json")
 
 
@@ -162,7 +162,7 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
     rw = StreamRewriter(_Wrapped(dialect, k, exc, method, rewrite=False), framing=framing)
     assert run(rw, chunks) == body
     rec = record(rw)
-    if rw.outcome.error is not None:
+    if rw.result.error is not None:
         assert rec["status"] == "passthrough_error" and f"planted at event {k}" in rec["error"]
     else:  # a rewrite_event failure at k, but no event with data from k on
         assert method == "rewrite_event"
@@ -538,7 +538,7 @@ def test_an_unparseable_event_is_flagged_and_the_usage_after_it_still_fixed() ->
         rw = StreamRewriter(CHAT)
         out = b"".join(p for c in chunks for p in rw.feed(c)) + b"".join(rw.finish())
         assert out == bad + FIXED
-        rec = build_record(rw.outcome)
+        rec = build_record(rw.result)
         assert rec.status == "rewritten" and rec.error is None
         assert [a.split(":")[0] for a in rec.anomalies if a.startswith("unparseable")] == [
             "unparseable_event",
@@ -621,7 +621,7 @@ def test_a_failing_body_rewrite_leaves_the_body_as_it_was(caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING):
         result = rewrite_body(dialect, body, where="POST https://llm.example/v1/chat/completions")
     assert result.body is None  # None: the response goes exactly as it came
-    rec = build_record(result.outcome)
+    rec = build_record(result.result)
     assert rec.status == "passthrough_error" and rec.error == "ZeroDivisionError: planted"
     assert rec.changes == [] and rec.usage_after is None
     assert "POST https://llm.example/v1/chat/completions" in caplog.text and "planted" in caplog.text
@@ -645,7 +645,7 @@ def test_an_event_nested_past_what_python_parses_is_bad_input_not_a_failure() ->
     rw = StreamRewriter(CHAT)
     out = b"".join(rw.feed(body)) + b"".join(rw.finish())
     assert out == deep + FIXED
-    rec = build_record(rw.outcome)
+    rec = build_record(rw.result)
     assert rec.status == "rewritten" and rec.error is None
     assert any(a.startswith("unparseable_event: RecursionError") for a in rec.anomalies)
 
@@ -661,7 +661,7 @@ def test_a_usage_event_split_over_data_lines_keeps_every_other_line_in_its_place
     assert (
         out == b'data: {"model":"claude-sonnet-4-5","choices":[],\r: keep-alive\ndata:' + fixed + b"\r\n\r\n"
     )
-    assert rebuild_upstream(out, build_record(rw.outcome).model_dump(mode="json")) == event
+    assert rebuild_upstream(out, build_record(rw.result).model_dump(mode="json")) == event
 
 
 class _EndRaises(_Wrapped):

@@ -3,6 +3,11 @@
 Every wire-safety rule here comes from a verified mitmproxy behaviour (reference/mitmproxy-notes.md):
 the stream callable never returns an empty piece mid-stream, `content-length` goes when sizes may
 change, a failure forwards the original bytes, loaded flows are left alone.
+
+Thin hooks, one idea per module beside them: the stream callable (usagefix.stream), a whole body
+normalized anew (usagefix.renormalize), the stream-usage request (usagefix.streamusage), the saved
+record (usagefix.saving) are pure; the options (usagefix.optionhooks), replays
+(usagefix.replayhooks) and WebSocket turns (usagefix.wshooks) are glue too.
 """
 
 from __future__ import annotations
@@ -10,67 +15,47 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any
 
-from mitmproxy import ctx, exceptions, http
-from mitmproxy import io as mio
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
 
-from usagefix.decoding import DecodeError, Decoder, make_decoder
+from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.optionhooks import declare_options, refuse
 from usagefix.options import (
     DEFAULT_MAX_SAVED_BODY_BYTES,
     OPTIONS,
     OptionError,
-    SetStrings,
-    check_deferred,
     check_value,
     header_names,
 )
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import (
     METADATA_KEY,
-    Status,
     UsageRecord,
-    build_record,
-    http_error_record,
-    minimal_record,
-    read_prior,
-    rebuild_upstream,
     summary,
 )
-from usagefix.redaction import redact_headers, redact_path
-from usagefix.replayed import Recorded, RecordIndex
-from usagefix.rewriter import Rewrite, StreamRewriter, rewrite_body, rewrite_stream
+from usagefix.redaction import redact_fields, redact_message_state, redact_path
+from usagefix.renormalize import WholeResponse, normalize_whole
+from usagefix.replayed import RecordIndex
+from usagefix.replayhooks import adopt_recorded, forget_record, replay_records
+from usagefix.rewriter import StreamRewriter
+from usagefix.saving import saveable, untouched_record
+from usagefix.stream import ResponseStream, stream_record
+from usagefix.streamusage import ask_for_stream_usage
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
-from usagefix.wsturns import TURNS_KEY, detect_websocket, read_turn, turns_summary
+from usagefix.wshooks import record_turn
 
 __all__ = ["UsageFix"]
 
 logger = logging.getLogger(__name__)
-
-_TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str], "header": Optional[str]}  # noqa: UP045 (mitmproxy's)
-
-
-def _unparsed(value: object) -> object:
-    """A value mitmproxy kept aside: the strings of `--set` (its `_UnconvertedStrings`), or typed."""
-    strings = getattr(value, "val", None)
-    if isinstance(strings, list) and all(isinstance(s, str) for s in strings):
-        return SetStrings(tuple(strings))
-    return value
-
-
-def _starting() -> bool:
-    """Whether mitmproxy is still starting up (its proxy server addon not running yet)."""
-    server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
-    return server is not None and not getattr(server, "is_running", True)
 
 
 def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
@@ -85,21 +70,6 @@ def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n and n != flow.request.host))
 
 
-def _refuse(problems: list[str]) -> NoReturn:
-    """Stop on options the addon cannot run with.
-
-    While mitmproxy starts, one line per problem and exit 1, before anything listens: an
-    `OptionsError` raised there would print a traceback and let mitmdump open its port first, and
-    one raised while the options are parsed is dropped silently. Later (an option changed in mitmweb
-    or the console), an `OptionsError`, which mitmproxy reports while it keeps the old values.
-    """
-    lines = ["usagefix: " + " ".join(p.split()) for p in problems]  # one line each, whatever a message holds
-    if _starting():
-        print("\n".join(lines), file=sys.stderr, flush=True)
-        raise SystemExit(1)
-    raise exceptions.OptionsError("; ".join(lines))  # type: ignore[no-untyped-call]
-
-
 def _where(flow: http.HTTPFlow) -> str:
     """The flow, as log lines name it."""
     return f"{flow.request.method} {flow.request.pretty_url}"
@@ -109,112 +79,26 @@ def _media_type(message: http.Message) -> str:
     return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
-@dataclass
-class _Stream:
-    """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
-
-    Fail open, losing nothing: the rewriter owns every byte it has not returned, and its `feed`,
-    `finish` and `abandon` never raise. When a chunk cannot be decoded, what did decode goes
-    through the rewriter, which then hands back what it held; the bytes that did not decode, and
-    every chunk after them, go as they came.
-    """
-
-    rewriter: StreamRewriter
-    decoder: Decoder | None = None
-    content_encoding: str | None = None
-    max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
-    sent: bytearray = field(default_factory=bytearray)
-    """Everything the client was sent, for the saved flow, up to `max_saved` bytes."""
-    too_large: int = 0
-    """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
-    recorded: bool = False
-    """Set once the response is recorded: a later `error` (the client hanging up after the end)
-    must not turn a complete response into a cut-off one."""
-
-    def __call__(self, chunk: bytes) -> list[bytes]:
-        try:
-            out = self._process(chunk)
-        except Exception as e:  # not reachable by design; should it be, the chunk still goes
-            logger.warning(
-                "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
-            )
-            out = [chunk] if chunk else []
-        # Never a b"" piece (to an HTTP/1.1 client an empty chunk ends the body): the rewriter
-        # returns none, and the two paths above that add a piece of their own check it.
-        for piece in out:
-            if self.too_large:
-                self.too_large += len(piece)
-            elif len(self.sent) + len(piece) > self.max_saved:
-                self.too_large = len(self.sent) + len(piece)
-                self.sent = bytearray()  # memory stays bounded: the saved flow goes without it
-            else:
-                self.sent += piece
-        return out
-
-    def take_body(self) -> bytes | None:
-        """The body for the saved flow, released from here; None ("content missing", as mitmproxy
-        saves a streamed body) when it outgrew the bound."""
-        body = None if self.too_large else bytes(self.sent)
-        self.sent = bytearray()
-        return body
-
-    def _process(self, chunk: bytes) -> list[bytes]:
-        data = chunk
-        if self.decoder is not None:
-            try:
-                data = self.decoder.decode(chunk) if chunk else self.decoder.flush()
-            except Exception as e:  # corrupt compressed data: nothing better than to forward it
-                self.decoder = None
-                # What decoded before the error goes through the rewriter as usual; the bytes that
-                # did not decode follow as they came (a decoder that cannot say which: the chunk).
-                decoded = e.decoded if isinstance(e, DecodeError) else b""
-                tail = e.tail if isinstance(e, DecodeError) else chunk
-                out = self.rewriter.feed(decoded) if decoded else []
-                why = f"cannot decode {self.content_encoding}: {type(e).__name__}: {e}"
-                return [*out, *self.rewriter.abandon(why), *([tail] if tail else [])]
-        out = self.rewriter.feed(data) if data else []
-        if not chunk:  # the end of the stream: every byte still held goes now
-            out += self.rewriter.finish()
-        return out
-
-
-def _redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
-    # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
-    new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
-    return None if new is None else tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in new)
-
-
-def _redact_message_state(state: object, *, is_request: bool) -> None:
-    if not isinstance(state, dict):
-        return
-    fields = state.get("headers")
-    if isinstance(fields, tuple) and (new := _redact_fields(fields)) is not None:
-        state["headers"] = new
-    path = state.get("path")
-    if is_request and isinstance(path, bytes) and (p := redact_path(path.decode("latin-1"))) is not None:
-        state["path"] = p.encode("latin-1")
-
-
 def redact(flow: http.HTTPFlow) -> None:
     """Mask credentials in the flow as it will be saved (the request was sent, so harmless)."""
     req = flow.request
-    if (fields := _redact_fields(req.headers.fields)) is not None:
+    if (fields := redact_fields(req.headers.fields)) is not None:
         req.headers.fields = fields
     if (path := redact_path(req.path)) is not None:
         req.path = path
-    if flow.response is not None and (fields := _redact_fields(flow.response.headers.fields)) is not None:
+    if flow.response is not None and (fields := redact_fields(flow.response.headers.fields)) is not None:
         flow.response.headers.fields = fields
     # A backup (client replay, edits) is saved with the flow: it holds the originals too.
     backup = getattr(flow, "_backup", None)
     if isinstance(backup, dict):
-        _redact_message_state(backup.get("request"), is_request=True)
-        _redact_message_state(backup.get("response"), is_request=False)
+        redact_message_state(backup.get("request"), is_request=True)
+        redact_message_state(backup.get("response"), is_request=False)
 
 
 @dataclass(frozen=True, slots=True)
 class _FlowState:
     dialect: Dialect
-    ctx: Context
+    context: Context
 
 
 def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
@@ -224,26 +108,6 @@ def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's limit
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _ask_for_stream_usage(flow: http.HTTPFlow, body: dict[str, Any]) -> bool:
-    """Add `stream_options.include_usage` to an OpenAI Chat stream request that lacks it."""
-    if body.get("stream") is not True:
-        return False
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return False
-    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    flow.request.content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return True
-
-
-def _untouched(state: _FlowState, status: Status, why: str, encoding: str | None = None) -> UsageRecord:
-    """The record of a stream passed through untouched before its first byte: nothing was read."""
-    profile = state.ctx.profile.name if state.ctx.profile else None
-    rec = build_record(Rewrite(state.dialect.name, streamed=True, profile=profile, error=why))
-    anomalies = [f"undecodable_encoding:{encoding}"] if encoding else []
-    return rec.model_copy(update={"status": status, "anomalies": anomalies, "events": None})
 
 
 class UsageFix:
@@ -267,14 +131,7 @@ class UsageFix:
         """The records of the server-replay files, for the responses they serve."""
 
     def load(self, loader: Loader) -> None:
-        for option in OPTIONS.values():
-            loader.add_option(option.name, _TYPESPECS[option.kind], option.default, option.help)
-        # Right after this hook mitmproxy parses the `--set` values it kept aside for these options,
-        # and one that fails to parse aborts the addon's loading without a word: check them first.
-        deferred = loader.master.options.deferred
-        problems = check_deferred((name, _unparsed(value)) for name, value in deferred.items())
-        if problems:
-            _refuse(problems)
+        declare_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         ours = updated & OPTIONS.keys()
@@ -299,7 +156,7 @@ class UsageFix:
                 except ValueError as e:
                     raise OptionError(str(e)) from None
         except OptionError as e:
-            _refuse([str(e)])
+            refuse([str(e)])
         if "usage_max_event_bytes" in ours:
             self.max_event_bytes = ctx.options.usage_max_event_bytes
         if "usage_max_saved_body_bytes" in ours:
@@ -312,7 +169,7 @@ class UsageFix:
             self.log_lines = ctx.options.usage_log_lines
         self.profiles = profiles
         if "server_replay" in updated and hasattr(ctx.options, "server_replay"):
-            self._replayed = _replay_records(ctx.options.server_replay)
+            self._replayed = replay_records(ctx.options.server_replay)
 
     # -- request -------------------------------------------------------------------------
 
@@ -339,7 +196,7 @@ class UsageFix:
         if not flow.live:
             return
         if flow.is_replay == "request":
-            _forget_record(flow)
+            forget_record(flow)
         self._in_flight.add(flow)
         if self._is_llm(flow):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
@@ -354,8 +211,10 @@ class UsageFix:
             return
         if self.request_stream_usage and state.dialect.name == "openai_chat" and flow.is_replay != "response":
             body = _request_json(flow)
-            if body is not None and _ask_for_stream_usage(flow, body):
-                state = _FlowState(state.dialect, replace(state.ctx, strip_usage_chunk=True))
+            asked = ask_for_stream_usage(body) if body is not None else None
+            if asked is not None:
+                flow.request.content = asked
+                state = _FlowState(state.dialect, replace(state.context, strip_usage_chunk=True))
         self._flows[flow] = state
 
     # -- response ------------------------------------------------------------------------
@@ -385,12 +244,19 @@ class UsageFix:
                     )
                     resp.stream = True
                     why = f"content-encoding {encoding!r} cannot be decoded here: passed through untouched"
-                    self._record(flow, _untouched(state, "undecodable_encoding", why, encoding))
+                    self._record(
+                        flow,
+                        untouched_record(
+                            state.dialect.name, state.context, "undecodable_encoding", why, encoding
+                        ),
+                    )
                     return
             rewriter = StreamRewriter(
-                state.dialect, self.max_event_bytes, state.ctx, framing, where=_where(flow)
+                state.dialect, self.max_event_bytes, state.context, framing, where=_where(flow)
             )
-            stream = _Stream(rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes)
+            stream = ResponseStream(
+                rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes
+            )
             if decoder is not None:
                 del resp.headers["content-encoding"]
             # The size changes when usage is rewritten: the client must not rely on content-length.
@@ -403,7 +269,7 @@ class UsageFix:
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
             logger.warning("usagefix: %s: %s; streaming it untouched", _where(flow), why)
-            self._record(flow, _untouched(state, "passthrough_error", why))
+            self._record(flow, untouched_record(state.dialect.name, state.context, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
@@ -413,7 +279,7 @@ class UsageFix:
             if resp is None:
                 return
             stream = resp.stream
-            if isinstance(stream, _Stream):
+            if isinstance(stream, ResponseStream):
                 self._record_stream(flow, stream)
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
@@ -421,10 +287,10 @@ class UsageFix:
                 state = self._state(flow)
                 if state is not None:
                     if flow.is_replay == "response":
-                        self._adopt_recorded(flow)
-                    self._rewrite_whole(flow, state, recorded=True)
+                        adopt_recorded(flow, self._replayed)
+                    self._normalize_whole(flow, state, recorded=True)
             elif state is not None and not resp.stream:
-                self._rewrite_whole(flow, state, recorded=False)
+                self._normalize_whole(flow, state, recorded=False)
         finally:
             self._in_flight.discard(flow)
             if self.redact_secrets:
@@ -445,7 +311,7 @@ class UsageFix:
         if self.redact_secrets:
             redact(flow)
         resp = flow.response
-        if resp is None or not isinstance(resp.stream, _Stream) or resp.stream.recorded:
+        if resp is None or not isinstance(resp.stream, ResponseStream) or resp.stream.recorded:
             return
         stream = resp.stream
         if stream.rewriter.ended:
@@ -471,27 +337,9 @@ class UsageFix:
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """A server message on an LLM WebSocket (Responses, Realtime): one turn's usage, read,
-        normalized and recorded in `flow.metadata["usagefix_turns"]` (see usagefix.wsturns)."""
-        ws = flow.websocket
-        if not flow.live or ws is None or not ws.messages:
-            return
-        message = ws.messages[-1]  # mitmproxy: the newest, and it may be modified here
-        dialect = detect_websocket(flow.request.path)
-        if message.from_client or not message.is_text or dialect is None:
-            return
-        req = flow.request
-        profile = self.profiles.match(req.host, req.port, req.path, None)
-        turn = read_turn(dialect, message.text, len(ws.messages) - 1, Context(profile=profile))
-        if turn is None:
-            return
-        if turn.text is not None:
-            message.text = turn.text
-        turns = flow.metadata.setdefault(TURNS_KEY, [])
-        turns.append(turn.entry)
-        self._open_websockets.add(flow)
-        flow.comment = turns_summary(turns, turn)
-        if turn.entry["record"]["anomalies"]:
-            flow.marked = ":warning:"
+        normalized and recorded in `flow.metadata["usagefix_turns"]` (see usagefix.wshooks)."""
+        if record_turn(flow, self.profiles):
+            self._open_websockets.add(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """The WebSocket closed: each recorded turn becomes a ledger row (on the writer thread)."""
@@ -510,129 +358,48 @@ class UsageFix:
                 redact(flow)
         self.ledger.close()  # writes what is queued
 
-    def _record_stream(self, flow: http.HTTPFlow, stream: _Stream, cut_off: str | None = None) -> None:
+    def _record_stream(self, flow: http.HTTPFlow, stream: ResponseStream, cut_off: str | None = None) -> None:
         """Record a streamed response once: the body the client got (when kept), and what was done."""
         assert flow.response is not None
         stream.recorded = True
         flow.response.raw_content = stream.take_body()
-        record = self._build(stream.rewriter, stream.content_encoding, cut_off)
+        record = stream_record(stream.rewriter, stream.content_encoding, cut_off)
         if stream.too_large:
             anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
             record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
         self._record(flow, record)
 
-    def _build(self, rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
-        return build_record(
-            rw.outcome,
-            cut_off=cut_off,
-            content_encoding=encoding,
-            held_back=rw.pending_bytes() if cut_off else b"",
-            stream_usage_added=rw.ctx.strip_usage_chunk,
-        )
-
-    def _rewrite_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
-        """Rewrite a response whose whole body is here: buffered JSON, or a recorded stream."""
+    def _normalize_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
+        """Normalize a response whose whole body is here: buffered JSON, or a recorded stream (see
+        usagefix.renormalize)."""
         resp = flow.response
         assert resp is not None
-        if not 200 <= resp.status_code < 300:  # the body passes untouched; the record says why
-            by = "server replay" if flow.is_replay == "response" else "the upstream"
-            profile = state.ctx.profile.name if state.ctx.profile else None
-            record = http_error_record(state.dialect.name, profile, resp.status_code, resp.reason, by)
-            self._record(flow, record)
-            return
-        media = _media_type(resp)
-        framing = framing_for(state.dialect, media, flow.request.path)
-        if framing is None and media != "application/json" and not media.endswith("+json"):
-            return
-        saved = resp.get_content(strict=False)
-        if saved is None:  # saved without its body ("content missing"): nothing to normalize anew
-            return
-        body = saved
-        prior = None
-        if recorded and METADATA_KEY in flow.metadata:
-            try:
-                prior = read_prior(flow.metadata[METADATA_KEY])
-            except ValueError as e:  # hand-edited, or another schema: as if there were none
-                logger.warning(
-                    "usagefix: %s: unreadable record (%s); normalizing the body as saved",
-                    _where(flow),
-                    e,
-                )
-        if prior is not None:
-            try:
-                body = rebuild_upstream(body, prior)
-            except ValueError as e:
-                logger.warning(
-                    "usagefix: %s: cannot rebuild the upstream body (%s); using it as saved",
-                    _where(flow),
-                    e,
-                )
-        context = replace(
-            state.ctx,
-            strip_usage_chunk=prior is not None and prior.stream_usage_added,
-            # Bedrock InvokeModel reports its counts in headers.
-            response_headers=tuple(
-                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields
-            ),
+        whole = WholeResponse(
+            state.dialect,
+            state.context,
+            flow.request.path,
+            resp.status_code,
+            resp.reason,
+            _media_type(resp),
+            tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields),
+            resp.get_content(strict=False) if 200 <= resp.status_code < 300 else None,
+            _where(flow),
+            metadata=flow.metadata if recorded else None,
+            error=flow.error.msg if flow.error else None,
+            by_replay=flow.is_replay == "response",
         )
-        if framing is not None:
-            was_cut = prior is not None and flow.error is not None and prior.error == flow.error.msg
-            cut = flow.error.msg if was_cut and flow.error else None
-            new, rw = rewrite_stream(
-                state.dialect,
-                body,
-                complete=not cut,
-                max_event_bytes=self.max_event_bytes,
-                ctx=context,
-                framing=framing,
-                where=_where(flow),
-            )
-            record = self._build(rw, prior.content_encoding if prior else None, cut_off=cut)
-        else:
-            result = rewrite_body(state.dialect, body, context, where=_where(flow))
-            new = body if result.body is None else result.body
-            record = build_record(result.outcome)
-        if new != saved:
-            resp.content = new
-        self._record(flow, record)
-
-    def _adopt_recorded(self, flow: http.HTTPFlow) -> None:
-        """A server-replayed response: the record it was saved with, to normalize it anew from the
-        upstream's original (the copy mitmproxy serves comes without it)."""
-        resp = flow.response
-        if resp is None or resp.raw_content is None or METADATA_KEY in flow.metadata:
+        done = normalize_whole(whole, self.max_event_bytes)
+        if done is None:
             return
-        found = self._replayed.find(
-            (flow.request.method, flow.request.path), (resp.status_code, resp.raw_content)
-        )
-        if found is not None:
-            flow.metadata[METADATA_KEY] = dict(found)
+        if done.body is not None:
+            resp.content = done.body
+        self._record(flow, done.record)
 
     def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
         blocks, else a minimal one that says why."""
-        state: dict[str, Any] | None = None
-        why = ""
-        for attempt in range(3):
-            try:
-                if attempt == 1:
-                    update = {"upstream_usage": None, "emitted_usage": None}
-                    anomalies = [*record.anomalies, f"usage_blocks_not_recorded: {why}"]
-                    record = record.model_copy(update={**update, "anomalies": anomalies})
-                elif attempt == 2:
-                    error = f"the record could not be written: {why}"
-                    record = minimal_record(record.dialect, record.streamed, error, record.changes)
-                state = _saveable(record)
-                break
-            except Exception as e:
-                why = f"{type(e).__name__}: {e}"
-                logger.warning("usagefix: %s: cannot write the record as it is: %s", _where(flow), why)
-        if state is None:
-            record = minimal_record(
-                record.dialect, record.streamed, f"the record could not be written: {why}"
-            )
-            state = _saveable(record)
+        record, state = saveable(record, _where(flow))
         flow.metadata[METADATA_KEY] = state
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
@@ -650,57 +417,3 @@ def _model(flow: http.HTTPFlow) -> str | None:
     """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
     body = _request_json(flow) or {}
     return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
-
-
-def _forget_record(flow: http.HTTPFlow) -> None:
-    """A client replay sends a recorded flow again: what was recorded of its old response (record,
-    comment, ⚠ mark) is not true of the new one, which gets a record of its own, or none when no
-    response comes. (Its backup, saved with it, keeps the old flow whole.)"""
-    if flow.metadata.pop(METADATA_KEY, None) is not None:
-        flow.comment = ""
-        if flow.marked == ":warning:":
-            flow.marked = ""
-
-
-def _replay_records(paths: object) -> RecordIndex:
-    """The records of the flows in the server-replay files (none if they cannot be read: mitmproxy
-    refuses such a file itself)."""
-    if not isinstance(paths, (list, tuple)) or not paths:
-        return RecordIndex()
-    try:
-        flows = mio.read_flows_from_paths([str(p) for p in paths])
-    except Exception:
-        return RecordIndex()
-    return RecordIndex.of(
-        Recorded((f.request.method, f.request.path), (f.response.status_code, f.response.raw_content), rec)
-        for f in flows
-        if isinstance(f, http.HTTPFlow)
-        and f.response is not None
-        and f.response.raw_content is not None
-        and isinstance(rec := f.metadata.get(METADATA_KEY), dict)
-    )
-
-
-def _saveable(record: UsageRecord) -> dict[str, Any]:
-    state = record.model_dump(mode="json")
-    _check_depth(state)
-    return state
-
-
-# Deeper than this, a record may not be saved: pydantic stops serializing a few hundred levels
-# down and mitmproxy's tnetstring writer recurses once per level (an 800-deep usage block,
-# verbatim in the record, lost the whole flow). Real usage blocks are three levels deep.
-MAX_RECORD_DEPTH = 64
-
-
-def _check_depth(value: Any) -> None:
-    """Raise `ValueError` if `value` (plain JSON data) nests deeper than MAX_RECORD_DEPTH."""
-    stack = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > MAX_RECORD_DEPTH:
-            raise ValueError(f"the record nests deeper than {MAX_RECORD_DEPTH} levels")
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)

@@ -68,6 +68,11 @@ class Option:
     file is refused wherever the value comes from, as a bad value is."""
     parse: Callable[[str], object] | None = None
     """For a path: what reads it (raising `ValueError` for a value it cannot be)."""
+    doc: str = ""
+    """The README's words for it (Markdown, one table cell): richer than `help`, which mitmproxy
+    shows; scripts/readme_tables.py generates the README's options table from these."""
+    default_note: str = ""
+    """Said after the default in that table, e.g. where a launcher sets another."""
 
 
 def _load_prices(path: Path) -> object:
@@ -88,6 +93,8 @@ OPTIONS: dict[str, Option] = {
             f"bytes, from {MIN_EVENT_BYTES} to {MAX_EVENT_BYTES}",
             minimum=MIN_EVENT_BYTES,
             maximum=MAX_EVENT_BYTES,
+            doc=f"the largest streamed event held back to be parsed; a larger one is forwarded untouched and "
+            f"flagged `oversize_events` (from {MIN_EVENT_BYTES} to {MAX_EVENT_BYTES})",
         ),
         Option(
             "usage_redact_secrets",
@@ -96,6 +103,7 @@ OPTIONS: dict[str, Option] = {
             "Mask credentials (Authorization, API-key and token headers, cookies, key=, access_token= and "
             "AWS presigned query parameters) in saved flows. The upstream always receives the real ones.",
             "true or false",
+            doc="mask credentials in saved flows (see above)",
         ),
         Option(
             "usage_profiles",
@@ -103,6 +111,7 @@ OPTIONS: dict[str, Option] = {
             None,
             "A TOML file of upstream profiles: what an upstream gets wrong that a response cannot prove.",
             "the path of a TOML file, or empty for none",
+            doc="a TOML file of upstream profiles (see *Upstream profiles*)",
         ),
         Option(
             "usage_prices",
@@ -112,6 +121,8 @@ OPTIONS: dict[str, Option] = {
             "a model name means, for names the price table does not know or knows under another.",
             "the path of a TOML file, or empty for none",
             load=_load_prices,
+            doc="a TOML file of price overrides: which genai-prices model, provider or context window a "
+            "model name means (see *Prices*)",
         ),
         Option(
             "usage_max_saved_body_bytes",
@@ -121,6 +132,10 @@ OPTIONS: dict[str, Option] = {
             "a larger one is saved without its body (its record is kept), so memory stays bounded.",
             "bytes, 0 or more",
             minimum=0,
+            doc="the largest streamed body (as the client received it) kept for the saved flow; a larger "
+            "stream still reaches the client whole, but its flow is saved without the body (*content "
+            "missing*, with its full record and the anomaly `body_not_saved:<bytes>`), so the proxy's "
+            "memory stays bounded; `-nr` leaves such a flow as it is",
         ),
         Option(
             "usage_session_header",
@@ -129,6 +144,8 @@ OPTIONS: dict[str, Option] = {
             "Request headers (comma-separated) that name a session, read before the generic session "
             "keys (x-session-id, x-litellm-session-id, ...): e.g. X-My-Run-Id.",
             "header names separated by commas, or empty for none",
+            doc="request headers (comma-separated) that name a session, read before the generic session "
+            "keys (see *Sessions and cost reports*)",
         ),
         Option(
             "usage_log_lines",
@@ -137,6 +154,10 @@ OPTIONS: dict[str, Option] = {
             "Say what the proxy does: a start banner (mode, capture, the lines to paste into a client), "
             "one line per LLM response, and a summary at exit. scripts/run turns it on.",
             "true or false",
+            doc="log a start banner (mode, capture, the lines to paste into a client), one line per LLM "
+            "response (dialect, model, HTTP status, the numbers changed, the rules) and a summary at "
+            "exit (responses, rewritten, unmeasured, tokens restored)",
+            default_note=" (true in `scripts/run`)",
         ),
         Option(
             "usage_request_stream_usage",
@@ -145,6 +166,9 @@ OPTIONS: dict[str, Option] = {
             "Ask OpenAI Chat streams for usage (stream_options.include_usage) when the client did not, "
             "record it, and remove it from what the client receives.",
             "true or false",
+            doc="ask OpenAI Chat streams for usage (`stream_options.include_usage`) when the client did "
+            'not, record it, and remove the extra usage chunk (and the `"usage": null` keys) from what '
+            "the client receives, so it sees exactly the stream it asked for",
         ),
         Option(
             "usage_ledger",
@@ -154,6 +178,9 @@ OPTIONS: dict[str, Option] = {
             "(several proxies may share it), or off.",
             "a file path, a postgresql:// URL, or off",
             parse=parse_target,
+            doc="one row per LLM exchange to this ledger: a SQLite file path, a `postgresql://` (or "
+            "`postgres://`) URL, or `off` (see *The ledger*; `scripts/run` sets "
+            "`flows/captures/usagefix.sqlite`)",
         ),
         Option(
             "usage_ledger_spool_rows",
@@ -163,6 +190,8 @@ OPTIONS: dict[str, Option] = {
             "that are dropped, counted and logged (the flow file keeps them: usagefix ledger import).",
             "rows, 0 or more",
             minimum=0,
+            doc="rows kept in memory while the ledger's database is unreachable; past that they are "
+            "dropped, counted and logged",
         ),
     )
 }

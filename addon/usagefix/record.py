@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from usagefix.result import Rewrite
+from usagefix.result import RewriteResult
 from usagefix.usage import CanonicalUsage
 
 __all__ = [
@@ -100,7 +100,7 @@ class UsageRecord(_Strict):
     as it is."""
 
 
-def _status(out: Rewrite) -> Status:
+def _status(out: RewriteResult) -> Status:
     if out.error is not None:
         return "passthrough_error"
     if not out.tally.final_seen:
@@ -109,7 +109,7 @@ def _status(out: Rewrite) -> Status:
 
 
 def build_record(
-    out: Rewrite,
+    out: RewriteResult,
     *,
     cut_off: str | None = None,
     content_encoding: str | None = None,
@@ -165,7 +165,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _full_record(
-    out: Rewrite,
+    out: RewriteResult,
     cut_off: str | None,
     content_encoding: str | None,
     held_back: bytes,

@@ -32,7 +32,9 @@ __all__ = [
     "REDACTED",
     "is_secret",
     "mask",
+    "redact_fields",
     "redact_headers",
+    "redact_message_state",
     "redact_path",
     "redact_query",
 ]
@@ -131,3 +133,22 @@ def redact_path(path: str) -> str | None:
     query, hash_, fragment = rest.partition("#")
     new = redact_query(query)
     return None if new is None else f"{base}?{new}{hash_}{fragment}"
+
+
+def redact_fields(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
+    """mitmproxy's header fields (byte pairs), masked; None when nothing needed masking."""
+    # latin-1 maps bytes to str one to one: what is not masked keeps its exact bytes.
+    new = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+    return None if new is None else tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in new)
+
+
+def redact_message_state(state: object, *, is_request: bool) -> None:
+    """Mask, in place, a message as a flow's backup holds it (its `get_state()`: a dict of bytes)."""
+    if not isinstance(state, dict):
+        return
+    fields = state.get("headers")
+    if isinstance(fields, tuple) and (new := redact_fields(fields)) is not None:
+        state["headers"] = new
+    path = state.get("path")
+    if is_request and isinstance(path, bytes) and (p := redact_path(path.decode("latin-1"))) is not None:
+        state["path"] = p.encode("latin-1")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from usagefix.dialects.base import Tally
 
-__all__ = ["EventChange", "Rewrite", "changed_span"]
+__all__ = ["EventChange", "RewriteResult", "changed_span"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ def changed_span(index: int, offset: int, old: bytes, new: bytes) -> EventChange
 
 
 @dataclass
-class Rewrite:
+class RewriteResult:
     """What rewriting a response did, for the record. Any chunking of a stream gives the same."""
 
     dialect: str

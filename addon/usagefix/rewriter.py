@@ -10,7 +10,7 @@ taken out of it and not yet emitted. Each event is emitted as one transaction (i
 change, its counts and the tally move together, or none of them do); on any exception, in the
 framer, the dialect, the change record or the rewriter itself, the raw bytes of every event not
 yet emitted and the framer's held bytes go out as they came, in order, and from then on every
-chunk passes untouched. The outcome says why (`error`, recorded as `passthrough_error`).
+chunk passes untouched. The result says why (`error`, recorded as `passthrough_error`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, Event, Framing, make_framer
 from usagefix.normalize import UsageShapeError
-from usagefix.result import EventChange, Rewrite, changed_span
+from usagefix.result import EventChange, RewriteResult, changed_span
 
 __all__ = [
-    "BodyRewrite",
     "EventChange",
-    "Rewrite",
+    "RewriteResult",
+    "RewrittenBody",
     "StreamRewriter",
     "changed_span",
     "rewrite_body",
@@ -61,7 +61,7 @@ def _restore(tally: Tally, saved: dict[str, Any]) -> None:
 
 class StreamRewriter:
     """Rewrites a stream (SSE, JSON array, event stream) incrementally; any chunking gives the
-    same output, and the same outcome, as the whole."""
+    same output, and the same result, as the whole."""
 
     def __init__(
         self,
@@ -76,9 +76,11 @@ class StreamRewriter:
         self.ctx = ctx
         self.where = where or "a stream"
         """What the log lines name (the flow's method and URL)."""
-        self.outcome = Rewrite(dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None)
+        self.result = RewriteResult(
+            dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None
+        )
         self._framer = make_framer(framing, max_event_bytes)
-        self._session = dialect.stream_session(self.outcome.tally, ctx)
+        self._session = dialect.stream_session(self.result.tally, ctx)
         self._markers = dialect.end_markers
         self._fed = 0  # bytes taken in
         self._taken = 0  # bytes of the events taken out of the framer and emitted (or given up)
@@ -138,7 +140,7 @@ class StreamRewriter:
         pieces: list[bytes] = []
         done = 0
         might_carry_usage = self._session.might_carry_usage
-        outcome = self.outcome
+        result = self.result
         try:
             for ev in events:
                 raw = ev.raw
@@ -152,7 +154,7 @@ class StreamRewriter:
                 if ev.starts_event and ev.complete and not carries and not may_end:
                     # The common event, neither usage nor the end: it goes as it came. What
                     # `_one` would commit for it, without its bookkeeping (the hot path).
-                    outcome.events += 1
+                    result.events += 1
                     self._event_start = self._taken
                     self._reasons = ()
                     self._dropped = False
@@ -176,7 +178,7 @@ class StreamRewriter:
     ) -> list[bytes]:
         """Forward every byte not yet returned, in order, and pass everything after untouched."""
         self._failed = True
-        self.outcome.error = reason
+        self.result.error = reason
         logger.warning("usagefix: %s: rewriter failed, forwarding the rest untouched: %s", self.where, reason)
         try:
             held = self._framer.pending_bytes()
@@ -201,7 +203,7 @@ class StreamRewriter:
         `carries`: the dialect's byte test says it may carry usage; `may_end`: it holds an end
         marker and the end has not come yet (both worked out once, by `_emit`)."""
         raw = ev.raw
-        out = self.outcome
+        out = self.result
         emitted = raw
         change: EventChange | None = None
         replace_last = False
@@ -265,7 +267,7 @@ class StreamRewriter:
         if new is None:
             return raw, None
         rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
-        return rewritten, changed_span(self.outcome.events, self._sent, raw, rewritten)
+        return rewritten, changed_span(self.result.events, self._sent, raw, rewritten)
 
     def _is_end(self, ev: Event, parsed: tuple[str | None, str | None] | None) -> bool:
         try:
@@ -276,36 +278,38 @@ class StreamRewriter:
 
 
 @dataclass(frozen=True, slots=True)
-class BodyRewrite:
+class RewrittenBody:
     body: bytes | None
     """The new body, or None to leave the response exactly as it was."""
-    outcome: Rewrite
+    result: RewriteResult
 
 
-def rewrite_body(dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT, *, where: str = "") -> BodyRewrite:
+def rewrite_body(
+    dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT, *, where: str = ""
+) -> RewrittenBody:
     """Rewrite the usage of a whole JSON body; never raises."""
-    out = Rewrite(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
+    out = RewriteResult(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
         text = body.decode("utf-8")
         new = dialect.rewrite_json(text, out.tally, ctx)
         if new is None:
-            return BodyRewrite(None, out)
+            return RewrittenBody(None, out)
         new_body = new.encode("utf-8")
         change = changed_span(0, 0, body, new_body)
     except UsageShapeError as e:
         out.tally.flag(f"invalid_usage: {e}")
-        return BodyRewrite(None, out)
+        return RewrittenBody(None, out)
     except (ValueError, UnicodeDecodeError) as e:
         out.tally.flag(f"unparseable_body: {_describe(e)}")
-        return BodyRewrite(None, out)
+        return RewrittenBody(None, out)
     except Exception as e:
         out.error = _describe(e)
         logger.warning(
             "usagefix: %s: rewriting a body failed, forwarding it untouched: %s", where or "a body", out.error
         )
-        return BodyRewrite(None, out)
+        return RewrittenBody(None, out)
     out.changes.append(change)
-    return BodyRewrite(new_body, out)
+    return RewrittenBody(new_body, out)
 
 
 def rewrite_stream(

@@ -18,7 +18,7 @@ from typing import Any
 from usagefix.dialects import Context, Dialect, detect_websocket
 from usagefix.normalize import UsageShapeError
 from usagefix.record import build_record, summary
-from usagefix.result import Rewrite, changed_span
+from usagefix.result import RewriteResult, changed_span
 
 __all__ = ["TURNS_KEY", "Turn", "detect_websocket", "read_turn", "turns_summary"]
 
@@ -39,7 +39,7 @@ class Turn:
 
 def read_turn(dialect: Dialect, text: str, index: int, ctx: Context) -> Turn | None:
     """One server message: None when it carries no usage, else its record (and its new text)."""
-    out = Rewrite(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
+    out = RewriteResult(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     raw = text.encode("utf-8")
     new: str | None = None
     try:

@@ -1,0 +1,58 @@
+"""The addon's options, as mitmproxy sees them (glue: imports mitmproxy): declared from `OPTIONS`,
+checked before mitmproxy parses them, refused with one line (the checks are usagefix.options, pure).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn, Optional
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
+
+from usagefix.options import OPTIONS, SetStrings, check_deferred
+
+__all__ = ["TYPESPECS", "declare_options", "refuse"]
+
+TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str], "header": Optional[str]}  # noqa: UP045 (mitmproxy's)
+
+
+def _unparsed(value: object) -> object:
+    """A value mitmproxy kept aside: the strings of `--set` (its `_UnconvertedStrings`), or typed."""
+    strings = getattr(value, "val", None)
+    if isinstance(strings, list) and all(isinstance(s, str) for s in strings):
+        return SetStrings(tuple(strings))
+    return value
+
+
+def _starting() -> bool:
+    """Whether mitmproxy is still starting up (its proxy server addon not running yet)."""
+    server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    return server is not None and not getattr(server, "is_running", True)
+
+
+def refuse(problems: list[str]) -> NoReturn:
+    """Stop on options the addon cannot run with.
+
+    While mitmproxy starts, one line per problem and exit 1, before anything listens: an
+    `OptionsError` raised there would print a traceback and let mitmdump open its port first, and
+    one raised while the options are parsed is dropped silently. Later (an option changed in mitmweb
+    or the console), an `OptionsError`, which mitmproxy reports while it keeps the old values.
+    """
+    lines = ["usagefix: " + " ".join(p.split()) for p in problems]  # one line each, whatever a message holds
+    if _starting():
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    raise exceptions.OptionsError("; ".join(lines))  # type: ignore[no-untyped-call]
+
+
+def declare_options(loader: Loader) -> None:
+    """The `load` hook's part: declare every option, then check the `--set` values kept aside."""
+    for option in OPTIONS.values():
+        loader.add_option(option.name, TYPESPECS[option.kind], option.default, option.help)
+    # Right after this hook mitmproxy parses the `--set` values it kept aside for these options,
+    # and one that fails to parse aborts the addon's loading without a word: check them first.
+    deferred = loader.master.options.deferred
+    problems = check_deferred((name, _unparsed(value)) for name, value in deferred.items())
+    if problems:
+        refuse(problems)

@@ -1,0 +1,99 @@
+"""The callable mitmproxy calls with each chunk of a streamed response: decode, rewrite, keep a copy.
+
+Pure (no mitmproxy): the glue (addon.py) sets an instance as `response.stream` and records what it
+did with `stream_record` once the stream ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from usagefix.decoding import DecodeError, Decoder
+from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES
+from usagefix.record import UsageRecord, build_record
+from usagefix.rewriter import StreamRewriter
+
+__all__ = ["ResponseStream", "stream_record"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ResponseStream:
+    """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
+
+    Fail open, losing nothing: the rewriter owns every byte it has not returned, and its `feed`,
+    `finish` and `abandon` never raise. When a chunk cannot be decoded, what did decode goes
+    through the rewriter, which then hands back what it held; the bytes that did not decode, and
+    every chunk after them, go as they came.
+    """
+
+    rewriter: StreamRewriter
+    decoder: Decoder | None = None
+    content_encoding: str | None = None
+    max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
+    sent: bytearray = field(default_factory=bytearray)
+    """Everything the client was sent, for the saved flow, up to `max_saved` bytes."""
+    too_large: int = 0
+    """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
+    recorded: bool = False
+    """Set once the response is recorded: a later `error` (the client hanging up after the end)
+    must not turn a complete response into a cut-off one."""
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        try:
+            out = self._process(chunk)
+        except Exception as e:  # not reachable by design; should it be, the chunk still goes
+            logger.warning(
+                "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e
+            )
+            out = [chunk] if chunk else []
+        # Never a b"" piece (to an HTTP/1.1 client an empty chunk ends the body): the rewriter
+        # returns none, and the two paths above that add a piece of their own check it.
+        for piece in out:
+            if self.too_large:
+                self.too_large += len(piece)
+            elif len(self.sent) + len(piece) > self.max_saved:
+                self.too_large = len(self.sent) + len(piece)
+                self.sent = bytearray()  # memory stays bounded: the saved flow goes without it
+            else:
+                self.sent += piece
+        return out
+
+    def take_body(self) -> bytes | None:
+        """The body for the saved flow, released from here; None ("content missing", as mitmproxy
+        saves a streamed body) when it outgrew the bound."""
+        body = None if self.too_large else bytes(self.sent)
+        self.sent = bytearray()
+        return body
+
+    def _process(self, chunk: bytes) -> list[bytes]:
+        data = chunk
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decode(chunk) if chunk else self.decoder.flush()
+            except Exception as e:  # corrupt compressed data: nothing better than to forward it
+                self.decoder = None
+                # What decoded before the error goes through the rewriter as usual; the bytes that
+                # did not decode follow as they came (a decoder that cannot say which: the chunk).
+                decoded = e.decoded if isinstance(e, DecodeError) else b""
+                tail = e.tail if isinstance(e, DecodeError) else chunk
+                out = self.rewriter.feed(decoded) if decoded else []
+                why = f"cannot decode {self.content_encoding}: {type(e).__name__}: {e}"
+                return [*out, *self.rewriter.abandon(why), *([tail] if tail else [])]
+        out = self.rewriter.feed(data) if data else []
+        if not chunk:  # the end of the stream: every byte still held goes now
+            out += self.rewriter.finish()
+        return out
+
+
+def stream_record(rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:
+    """The record of a stream the rewriter read: cut off (with what it held back) or whole."""
+    return build_record(
+        rw.result,
+        cut_off=cut_off,
+        content_encoding=encoding,
+        held_back=rw.pending_bytes() if cut_off else b"",
+        stream_usage_added=rw.ctx.strip_usage_chunk,
+    )
