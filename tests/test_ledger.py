@@ -118,6 +118,7 @@ def test_records_are_read_leniently() -> None:
     assert rec.rules == () and rec.usage_before is None and rec.streamed is None and rec.dialect is None
     assert not rec.final_seen and rec.anomalies == ()
     assert usage_of(AFTER) is AFTER and usage_of([1]) is None
+    assert usage_of({"input_total": -1, "output_total": 1}) is None  # I4: not a usage
     # A stream cut off after some snapshots: its usage is unknown, not its last snapshot (R7).
     snap = {"input_total": 107208, "cache_read": 105530, "output_total": 10}
     partial = read_record(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mitmproxy import http
+from mitmproxy import exceptions, http
 from mitmproxy import io as mio
 from upstream import Upstream
 
@@ -27,8 +27,15 @@ class Proxy:
     log_file: Path
 
     def flows(self) -> list[http.HTTPFlow]:
+        """The flows saved so far. mitmdump may be writing the next one as this reads: a flow
+        cut short at the end of the file is not there yet (wait_for_flows reads again)."""
+        flows: list[http.HTTPFlow] = []
         with self.flows_file.open("rb") as f:
-            return [fl for fl in mio.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow)]
+            try:
+                flows.extend(fl for fl in mio.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow))
+            except exceptions.FlowReadException:
+                pass
+        return flows
 
     def wait_for_flows(self, count: int, timeout: float = 5.0) -> list[http.HTTPFlow]:
         """The saved flows, once there are `count` of them (Save writes each as it ends)."""
