@@ -75,7 +75,7 @@ def test_a_good_file_loads_and_matches_by_model_and_host(tmp_path: Path) -> None
         ('\n[[price]]\nmodel = "x"\n', "price.0 (line 2): Value error, give price_as, provider or context_window"),
         ('[[price]]\nprovider = "openai"\n', "price.0.model (line 1): Field required"),
         ('[[price]]\nmodel = "x"\ncontext_window = 0\n', "price.0.context_window (line 3): Input should be greater than 0"),
-        ('price = [{model = "x"}]\n', "price.0: Value error, give price_as, provider or context_window"),
+        ('price = [{model = "x"}]\n', "price.0 (line 1): Value error, give price_as, provider or context_window"),
         ('[[prices]]\nmodel = "x"\n', "prices: Extra inputs are not permitted"),
         ("[[price]\n", "Expected ']]' at the end of an array declaration (at line 1, column 8)"),
     ],

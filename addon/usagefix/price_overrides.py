@@ -17,10 +17,7 @@ bundled data when the file is loaded, so a typo stops mitmdump instead of leavin
 from __future__ import annotations
 
 import fnmatch
-import re
-import tomllib
 from pathlib import Path
-from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -31,6 +28,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from usagefix.tomlfile import explain, read_toml
 
 __all__ = [
     "PriceOverride",
@@ -114,47 +113,13 @@ class PriceOverrideError(ValueError):
     """A price file that cannot be used; the message names the file, key and line."""
 
 
-_ENTRY = re.compile(r"^[ \t]*\[\[[ \t]*price[ \t]*\]\]", re.MULTILINE)
-
-
-def _line_of(text: str, loc: list[str]) -> int | None:
-    """The line of the key an error is about (`price.2.provider`), in its own entry; the entry's
-    header line for an error about a whole entry."""
-    start, line = 0, None
-    if len(loc) >= 2 and loc[1].isdigit():
-        headers = [m.start() for m in _ENTRY.finditer(text)]
-        if int(loc[1]) < len(headers):
-            start = headers[int(loc[1])]
-            line = text.count("\n", 0, start) + 1
-    if loc and not loc[-1].isdigit():
-        m = re.compile(rf"^[ \t]*{re.escape(loc[-1])}[ \t]*=", re.MULTILINE).search(text, start)
-        line = text.count("\n", 0, m.start()) + 1 if m else line
-    return line
-
-
 def load_price_overrides(path: Path) -> PriceOverrides:
     """Read and validate a price override file (one line on any problem)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PriceOverrideError(f"cannot read price overrides {path}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        bad = f"byte {e.object[e.start]:#04x} on line {e.object.count(b'\n', 0, e.start) + 1}"
-        raise PriceOverrideError(f"{path}: not UTF-8 text ({bad})") from e
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PriceOverrideError(f"{path}: {e}") from e
+    text, data = read_toml(path, "price overrides", PriceOverrideError)
     try:
         return PriceOverrides.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = [str(p) for p in err["loc"]]
-            line = _line_of(text, loc)
-            where = ".".join(loc) + (f" (line {line})" if line else "")
-            problems.append(f"{where}: {err['msg']}")
-        raise PriceOverrideError(f"{path}: " + "; ".join(problems)) from e
+        raise PriceOverrideError(explain(path, text, e, "price")) from e
 
 
 def overrides_from_option(value: str | None) -> PriceOverrides | None:

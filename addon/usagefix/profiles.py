@@ -14,12 +14,12 @@ option; built-in ones cover the known cases of the reference (usage-semantics §
 from __future__ import annotations
 
 import fnmatch
-import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from usagefix.tomlfile import explain, read_toml
 
 __all__ = ["BUILTIN_PROFILES", "Profile", "ProfileError", "ProfileSet", "load_profiles"]
 
@@ -117,35 +117,13 @@ class ProfileError(ValueError):
     """A profile file that cannot be used; the message names the file, key and line."""
 
 
-def _line_of(text: str, key: str) -> int | None:
-    m = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
 def load_profiles(path: Path) -> list[Profile]:
     """Read and validate a profile file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ProfileError(f"cannot read usage profiles {path}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        bad = f"byte {e.object[e.start]:#04x} on line {e.object.count(b'\n', 0, e.start) + 1}"
-        raise ProfileError(f"{path}: not UTF-8 text ({bad})") from e
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: {e}") from e
+    text, data = read_toml(path, "usage profiles", ProfileError)
     try:
         return _File.model_validate(data).profile
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = [str(p) for p in err["loc"]]
-            key = next((p for p in reversed(loc) if not p.isdigit()), "")
-            line = _line_of(text, key) if key else None
-            where = ".".join(loc) + (f" (line {line})" if line else "")
-            problems.append(f"{where}: {err['msg']}")
-        raise ProfileError(f"{path}: " + "; ".join(problems)) from e
+        raise ProfileError(explain(path, text, e, "profile")) from e
 
 
 class ProfileSet:
