@@ -63,11 +63,10 @@ class Option:
     """What a value may be, in words, for the error messages."""
     minimum: int | None = None
     maximum: int | None = None
-    load: Callable[[Path], object] | None = None
-    """For a path: reads and validates the file (raising `ValueError` with one line), so a bad
-    file is refused wherever the value comes from, as a bad value is."""
     parse: Callable[[str], object] | None = None
-    """For a path: what reads it (raising `ValueError` for a value it cannot be)."""
+    """For a path: what reads the value (a file, a URL), raising `ValueError` with one line that
+    says what is wrong, so a bad value is refused wherever it comes from (`--set`, config.yaml,
+    mitmweb's option editor)."""
     doc: str = ""
     """The README's words for it (Markdown, one table cell): richer than `help`, which mitmproxy
     shows; scripts/readme_tables.py generates the README's options table from these."""
@@ -75,10 +74,17 @@ class Option:
     """Said after the default in that table, e.g. where a launcher sets another."""
 
 
-def _load_prices(path: Path) -> object:
+def _load_prices(value: str) -> object:
     from usagefix.price_overrides import load_price_overrides  # genai-prices' data, only if used
 
-    return load_price_overrides(path)
+    return load_price_overrides(Path(value).expanduser()) if value else None
+
+
+def _ledger(value: str) -> object:
+    try:
+        return parse_target(value)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not usable: {e} (a file path, a postgresql:// URL, or off)") from None
 
 
 OPTIONS: dict[str, Option] = {
@@ -120,7 +126,7 @@ OPTIONS: dict[str, Option] = {
             "A TOML file of price overrides: which genai-prices model (and provider, context window) "
             "a model name means, for names the price table does not know or knows under another.",
             "the path of a TOML file, or empty for none",
-            load=_load_prices,
+            parse=_load_prices,
             doc="a TOML file of price overrides: which genai-prices model, provider or context window a "
             "model name means (see *Prices*)",
         ),
@@ -177,7 +183,7 @@ OPTIONS: dict[str, Option] = {
             "Write one row per LLM exchange to this ledger: a SQLite file path, a postgresql:// URL "
             "(several proxies may share it), or off.",
             "a file path, a postgresql:// URL, or off",
-            parse=parse_target,
+            parse=_ledger,
             doc="one row per LLM exchange to this ledger: a SQLite file path, a `postgresql://` (or "
             "`postgres://`) URL, or `off` (see *The ledger*; `scripts/run` sets "
             "`flows/captures/usagefix.sqlite`)",
@@ -234,16 +240,11 @@ def check_value(option: Option, value: object) -> Value:
         return value
     if value is not None and not isinstance(value, str):
         raise _bad(option, value, "is not a path")
-    if value and option.load is not None:
-        try:
-            option.load(Path(value).expanduser())
-        except ValueError as e:
-            raise OptionError(f"{option.name}: {e}") from None
     if value is not None and option.parse is not None:
         try:
             option.parse(value)
         except ValueError as e:
-            raise _bad(option, value, f"is not usable: {e}") from None
+            raise OptionError(f"{option.name}: {e}") from None
     return value
 
 
