@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import psycopg
 from mitmproxy import exceptions
 from rich.console import Console
 
@@ -82,13 +84,6 @@ def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[
     `usagefix.flowfacts.rows_from_flows` (one pipeline for all, so sessions span files); an
     exchange in several targets is counted once."""
     pipeline = pipeline if pipeline is not None else Pipeline()
-
-    def ledger(target: str) -> Iterable[ExchangeRow]:
-        return read_rows(target)
-
-    def flows(paths: list[Path]) -> Iterable[ExchangeRow]:
-        return rows_from_flows(paths, pipeline)
-
     rows: dict[str, ExchangeRow] = {}
 
     def add(found: Iterable[ExchangeRow]) -> None:
@@ -97,17 +92,17 @@ def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[
 
     for target in targets:
         if target.startswith(("postgresql://", "postgres://")):
-            add(ledger(target))
+            add(read_rows(target))
             continue
         path = Path(target)
         if path.is_dir():
-            add(flows(_flow_files(path)))
+            add(rows_from_flows(_flow_files(path), pipeline))
         elif not path.exists():
             raise FileNotFoundError(f"no such ledger or flow file: {path}")
         elif _is_ledger(path):
-            add(ledger(str(path)))
+            add(read_rows(str(path)))
         else:
-            add(flows([path]))
+            add(rows_from_flows([path], pipeline))
     return list(rows.values())
 
 
@@ -119,9 +114,7 @@ def run(args: argparse.Namespace) -> int:
         said = "not a mitmproxy flow file" if "Invalid data format" in why else f"unreadable: {why}"
         print(f"usagefix: {where}: {said}", file=sys.stderr)
         return 2
-    except Exception as e:  # sqlite3.Error, psycopg.Error: the ledger named, not a traceback
-        if isinstance(e, OSError):  # a missing file: the command line says which
-            raise
+    except (sqlite3.Error, psycopg.Error) as e:  # the ledger's fault in one line, not a traceback
         print(f"usagefix: cannot read the ledger: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         return 2
     filters = {"since": args.since, "model": args.model, "host": args.host}

@@ -80,11 +80,14 @@ def _load_prices(value: str) -> object:
     return load_price_overrides(Path(value).expanduser()) if value else None
 
 
+_LEDGER_ACCEPTED = "a file path, a postgresql:// URL, or off"
+
+
 def _ledger(value: str) -> object:
     try:
         return parse_target(value)
     except ValueError as e:
-        raise ValueError(f"{value!r} is not usable: {e} (a file path, a postgresql:// URL, or off)") from None
+        raise ValueError(f"{value!r} is not usable: {e} ({_LEDGER_ACCEPTED})") from None
 
 
 OPTIONS: dict[str, Option] = {
@@ -182,7 +185,7 @@ OPTIONS: dict[str, Option] = {
             "off",
             "Write one row per LLM exchange to this ledger: a SQLite file path, a postgresql:// URL "
             "(several proxies may share it), or off.",
-            "a file path, a postgresql:// URL, or off",
+            _LEDGER_ACCEPTED,
             parse=_ledger,
             doc="one row per LLM exchange to this ledger: a SQLite file path, a `postgresql://` (or "
             "`postgres://`) URL, or `off` (see *The ledger*; `scripts/run` sets "
