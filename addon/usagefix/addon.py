@@ -28,14 +28,9 @@ from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.optioncheck import OptionError, check_value, header_names
 from usagefix.optionhooks import declare_options, refuse
-from usagefix.options import (
-    DEFAULT_MAX_SAVED_BODY_BYTES,
-    OPTIONS,
-    OptionError,
-    check_value,
-    header_names,
-)
+from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES, OPTIONS
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 from usagefix.record import (
     METADATA_KEY,

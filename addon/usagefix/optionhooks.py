@@ -1,5 +1,6 @@
 """The addon's options, as mitmproxy sees them (glue: imports mitmproxy): declared from `OPTIONS`,
-checked before mitmproxy parses them, refused with one line (the checks are usagefix.options, pure).
+checked before mitmproxy parses them, refused with one line (the declarations are usagefix.options,
+the checks usagefix.optioncheck: both pure).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any, NoReturn, Optional
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
-from usagefix.options import OPTIONS, SetStrings, check_deferred
+from usagefix.optioncheck import SetStrings, check_deferred
+from usagefix.options import OPTIONS
 
 __all__ = ["TYPESPECS", "declare_options", "refuse"]
 
