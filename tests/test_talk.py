@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from usagefix.record import UsageRecord, http_error_record, minimal_record
+from usagefix.record import UsageRecord
+from usagefix.recordbuild import http_error_record, minimal_record
 from usagefix.talk import Listener, Tally, banner, capture_path, live_line
 from usagefix.usage import CanonicalUsage
 

@@ -24,6 +24,7 @@ from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
 
+from usagefix.comment import summary
 from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
 from usagefix.flowfacts import LiveLedger
@@ -32,11 +33,7 @@ from usagefix.optioncheck import OptionError, check_value, header_names
 from usagefix.optionhooks import declare_options, refuse
 from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES, OPTIONS
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import (
-    METADATA_KEY,
-    UsageRecord,
-    summary,
-)
+from usagefix.record import METADATA_KEY, UsageRecord
 from usagefix.redaction import redact_fields, redact_message_state, redact_path
 from usagefix.renormalize import WholeResponse, normalize_whole
 from usagefix.replayed import RecordIndex

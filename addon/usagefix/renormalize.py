@@ -13,15 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from usagefix.dialects import Context, Dialect, framing_for
-from usagefix.record import (
-    METADATA_KEY,
-    PriorRecord,
-    UsageRecord,
-    build_record,
-    http_error_record,
-    read_prior,
-    rebuild_upstream,
-)
+from usagefix.prior import PriorRecord, read_prior, rebuild_upstream
+from usagefix.record import METADATA_KEY, UsageRecord
+from usagefix.recordbuild import build_record, http_error_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 from usagefix.stream import stream_record
 

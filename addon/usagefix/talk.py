@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usagefix.record import UsageRecord, flat_diff
+from usagefix.comment import flat_diff
+from usagefix.record import UsageRecord
 
 __all__ = ["Listener", "Tally", "banner", "capture_path", "live_line"]
 
