@@ -27,8 +27,8 @@ from mitmproxy.net.http import url
 from usagefix.comment import summary
 from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
-from usagefix.flowfacts import LiveLedger
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
+from usagefix.liveledger import LiveLedger
 from usagefix.optioncheck import OptionError, check_value, header_names
 from usagefix.optionhooks import declare_options, refuse
 from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES, OPTIONS
