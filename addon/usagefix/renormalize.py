@@ -2,8 +2,8 @@
 loaded from a file, a response served again by server replay), normalized anew from the upstream's
 original, which the prior record rebuilds (idempotent on a file written with the addon).
 
-Pure: the response and its prior record in, the body and the record out. The glue (addon.py) reads
-them off the flow and puts the result back.
+Pure: the response and its prior record in, the body and the record out. The glue (addon.py, with
+usagefix.flowread) reads them off the flow and puts the result back.
 """
 
 from __future__ import annotations
