@@ -150,7 +150,7 @@ def ledger_hot_path(body: bytes, tmp: Path, n: int = 300) -> float:
     with this body (all it does there: take references, queue them; the row is made elsewhere)."""
     from mitmproxy.test import tflow
 
-    from usagefix.flowfacts import LiveLedger
+    from usagefix.liveledger import LiveLedger
 
     ledger = LiveLedger()
     ledger.configure(str(tmp / "hot.sqlite"))

@@ -24,7 +24,8 @@ from usagefix.dialects import DIALECTS, Context
 from usagefix.dialects.registry import FILE_SUFFIXES
 from usagefix.framing import Framing
 from usagefix.profiles import Profile, ProfileSet
-from usagefix.record import UsageRecord, build_record
+from usagefix.record import UsageRecord
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).resolve().parent.parent / "flows" / "golden"

@@ -13,7 +13,7 @@ from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
 from usagefix.addon import UsageFix
-from usagefix.record import rebuild_upstream
+from usagefix.prior import rebuild_upstream
 from usagefix.stream import ResponseStream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"

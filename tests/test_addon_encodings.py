@@ -119,7 +119,7 @@ def test_an_undecodable_encoding_streams_untouched_and_is_recorded(encoding: str
         assert encoding in f.comment and f.marked
 
 
-@pytest.mark.parametrize("where", ["_media_type", "framing_for", "make_decoder", "StreamRewriter"])
+@pytest.mark.parametrize("where", ["media_type", "framing_for", "make_decoder", "StreamRewriter"])
 def test_an_exception_in_responseheaders_streams_untouched_and_is_recorded(
     where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

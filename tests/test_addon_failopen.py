@@ -11,7 +11,7 @@ from mitmproxy.test import taddons, tflow
 
 from test_addon import FIXED_SSE, FOUNDING_SSE, arm, llm_flow, roundtrip, run_stream
 from usagefix.addon import UsageFix
-from usagefix.record import rebuild_upstream
+from usagefix.prior import rebuild_upstream
 
 USAGE_AT = FOUNDING_SSE.index(b'"choices":[],"usage":{')
 
@@ -65,12 +65,12 @@ def test_a_failing_decoder_flush_still_hands_back_what_was_held(monkeypatch: pyt
 
 
 def test_a_record_that_cannot_be_built_is_still_saved(monkeypatch: pytest.MonkeyPatch) -> None:
-    import usagefix.record
+    import usagefix.recordbuild
 
     def broken(*_: object) -> None:
         raise TypeError("a bug in the record")
 
-    monkeypatch.setattr(usagefix.record, "_full_record", broken)
+    monkeypatch.setattr(usagefix.recordbuild, "_full_record", broken)
     addon = UsageFix()
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from usagefix.comment import COMMENT_MAX, summary
 from usagefix.dialects import DIALECTS
-from usagefix.record import COMMENT_MAX, RuleRecord, UsageRecord, build_record, summary
+from usagefix.record import RuleRecord, UsageRecord
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_body
 
 FOUNDING = (

@@ -18,7 +18,8 @@ import pytest
 from usagefix.dialects import DIALECTS, Context, Tally
 from usagefix.framing import Framing
 from usagefix.framing.eventstream import encode_frame
-from usagefix.record import UsageRecord, build_record
+from usagefix.record import UsageRecord
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 
 

@@ -13,7 +13,7 @@ from chunking import bytewise, check_three_ways, chunkings, events_of, merge_pie
 from usagefix.dialects import DIALECTS, detect
 from usagefix.framing import EventStreamFramer, Frame
 from usagefix.framing.eventstream import encode_frame, parse_headers
-from usagefix.record import build_record
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_stream
 
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from chunking import bytewise, chunkings
 from usagefix.dialects import DIALECTS, Context
 from usagefix.framing import Framing
-from usagefix.record import build_record, rebuild_upstream
+from usagefix.prior import rebuild_upstream
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import StreamRewriter
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))

@@ -30,7 +30,8 @@ from usagefix.normalize import (
     normalize_inclusive,
 )
 from usagefix.profiles import BUILTIN_PROFILES, Profile, ProfileSet
-from usagefix.record import UsageRecord, build_record
+from usagefix.record import UsageRecord
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 
 # -- the pure rules, as tables ------------------------------------------------------------------

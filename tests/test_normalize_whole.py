@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from usagefix.dialects import DIALECTS, Context
+from usagefix.prior import rebuild_upstream
 from usagefix.profiles import Profile
-from usagefix.record import METADATA_KEY, rebuild_upstream
+from usagefix.record import METADATA_KEY
 from usagefix.renormalize import WholeResponse, normalize_whole
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden" / "openai_chat"

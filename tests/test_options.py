@@ -11,11 +11,8 @@ from mitmproxy import exceptions, hooks, optmanager
 from mitmproxy.test import taddons
 
 from usagefix.addon import UsageFix
-from usagefix.optionhooks import TYPESPECS as _TYPESPECS
-from usagefix.options import (
+from usagefix.optioncheck import (
     _TOKEN,
-    OPTIONS,
-    Option,
     OptionError,
     SetStrings,
     _split,
@@ -24,6 +21,8 @@ from usagefix.options import (
     header_names,
     parse_set,
 )
+from usagefix.optionhooks import TYPESPECS as _TYPESPECS
+from usagefix.options import OPTIONS, Option
 from usagefix.profiles import ProfileError, load_profiles
 
 SPELLINGS = [

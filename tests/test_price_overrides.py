@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from usagefix.options import OPTIONS, OptionError, SetStrings, check_deferred, check_value
+from usagefix.optioncheck import OptionError, SetStrings, check_deferred, check_value
+from usagefix.options import OPTIONS
 from usagefix.price_overrides import (
     PriceOverrideError,
     PriceOverrides,

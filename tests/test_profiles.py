@@ -10,7 +10,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from usagefix.addon import UsageFix
 from usagefix.dialects import DIALECTS, Context, detect, framing_for, model_from_path
 from usagefix.profiles import BUILTIN_PROFILES, Profile, ProfileError, ProfileSet, load_profiles
-from usagefix.record import build_record
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from usagefix.record import build_record, read_prior, rebuild_upstream
+from usagefix.prior import read_prior, rebuild_upstream
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import EventChange, RewriteResult
 
 # An event as the upstream sent it, and what the client got instead: None = untouched, "" = dropped.

@@ -10,7 +10,8 @@ from mitmproxy import http
 from mitmproxy import io as mio
 from mitmproxy.test import taddons, tflow, tutils
 
-from usagefix.addon import UsageFix, redact
+from usagefix.addon import UsageFix
+from usagefix.flowredact import redact
 from usagefix.redaction import REDACTED, is_secret, mask, redact_headers, redact_path, redact_query
 
 SECRET = "PLANTED0123456789"

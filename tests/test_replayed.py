@@ -1,6 +1,7 @@
 """Tests for finding the record of a server-replayed response again."""
 
-from usagefix.record import http_error_record, summary
+from usagefix.comment import summary
+from usagefix.recordbuild import http_error_record
 from usagefix.replayed import Recorded, RecordIndex
 
 A = {"status": "rewritten", "n": 1}

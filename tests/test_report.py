@@ -12,7 +12,7 @@ from typing import Any
 
 from usagefix.dialects import DIALECTS
 from usagefix.legend import describe
-from usagefix.record import build_record, minimal_record
+from usagefix.recordbuild import build_record, minimal_record
 from usagefix.report import WIDTH, impact, render_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 

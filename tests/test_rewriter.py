@@ -20,7 +20,8 @@ from usagefix.dialects import DIALECTS, Context, Dialect, StreamSession, Tally
 from usagefix.framing import Framing
 from usagefix.framing.eventstream import encode_frame
 from usagefix.framing.sse import BOM
-from usagefix.record import build_record, rebuild_upstream
+from usagefix.prior import rebuild_upstream
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import StreamRewriter, changed_span, rewrite_body, rewrite_stream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"

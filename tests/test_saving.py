@@ -10,7 +10,7 @@ import pytest
 import usagefix.saving
 from usagefix.dialects import Context
 from usagefix.profiles import Profile
-from usagefix.record import minimal_record
+from usagefix.recordbuild import minimal_record
 from usagefix.saving import MAX_RECORD_DEPTH, saveable, untouched_record
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from usagefix.dialects import DIALECTS, Context
-from usagefix.record import rebuild_upstream
+from usagefix.prior import rebuild_upstream
 from usagefix.wsturns import read_turn, turns_summary
 
 RESPONSES = DIALECTS["openai_responses"]

@@ -6,108 +6,56 @@ change, a failure forwards the original bytes, loaded flows are left alone.
 
 Thin hooks, one idea per module beside them: the stream callable (usagefix.stream), a whole body
 normalized anew (usagefix.renormalize), the stream-usage request (usagefix.streamusage), the saved
-record (usagefix.saving) are pure; the options (usagefix.optionhooks), replays
-(usagefix.replayhooks) and WebSocket turns (usagefix.wshooks) are glue too.
+record (usagefix.saving) and the start banner (usagefix.banner) are pure; what a flow says
+(usagefix.flowread), its credentials masked (usagefix.flowredact), the options
+(usagefix.optionhooks), replays (usagefix.replayhooks), WebSocket turns (usagefix.wshooks) and the
+ledger (usagefix.liveledger) are glue too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.net.http import url
 
+from usagefix.banner import Listener, banner, ca_cert_path, capture_path
+from usagefix.comment import summary
 from usagefix.decoding import make_decoder
-from usagefix.dialects import DIALECTS, Context, Dialect, detect, framing_for, model_from_path
-from usagefix.flowfacts import LiveLedger
+from usagefix.dialects import framing_for
+from usagefix.flowread import (
+    FlowState,
+    flow_state,
+    is_llm,
+    media_type,
+    request_json,
+    request_model,
+    where,
+    whole_response,
+)
+from usagefix.flowredact import redact
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
-from usagefix.optionhooks import declare_options, refuse
-from usagefix.options import (
-    DEFAULT_MAX_SAVED_BODY_BYTES,
-    OPTIONS,
-    OptionError,
-    check_value,
-    header_names,
-)
-from usagefix.profiles import ProfileError, ProfileSet, load_profiles
-from usagefix.record import (
-    METADATA_KEY,
-    UsageRecord,
-    summary,
-)
-from usagefix.redaction import redact_fields, redact_message_state, redact_path
-from usagefix.renormalize import WholeResponse, normalize_whole
+from usagefix.liveledger import LiveLedger
+from usagefix.optionhooks import checked_options, declare_options
+from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES, OPTIONS
+from usagefix.profiles import ProfileSet
+from usagefix.record import METADATA_KEY, UsageRecord
+from usagefix.renormalize import normalize_whole
 from usagefix.replayed import RecordIndex
 from usagefix.replayhooks import adopt_recorded, forget_record, replay_records
 from usagefix.rewriter import StreamRewriter
 from usagefix.saving import saveable, untouched_record
 from usagefix.stream import ResponseStream, stream_record
 from usagefix.streamusage import ask_for_stream_usage
-from usagefix.talk import Listener, Tally, banner, capture_path, live_line
+from usagefix.talk import Tally, live_line
 from usagefix.wshooks import record_turn
 
 __all__ = ["UsageFix"]
 
 logger = logging.getLogger(__name__)
-
-
-def _asked_names(flow: http.HTTPFlow) -> tuple[str, ...]:
-    """The names the client asked for: the Host header's (or :authority's) and the TLS SNI. In
-    transparent mode `request.host` is the destination IP, so profiles match these too."""
-    names = []
-    if flow.request.host_header:
-        host, _ = url.parse_authority(flow.request.host_header, check=False)
-        names.append(host)
-    if flow.client_conn.sni:
-        names.append(flow.client_conn.sni)
-    return tuple(dict.fromkeys(n for n in names if n and n != flow.request.host))
-
-
-def _where(flow: http.HTTPFlow) -> str:
-    """The flow, as log lines name it."""
-    return f"{flow.request.method} {flow.request.pretty_url}"
-
-
-def _media_type(message: http.Message) -> str:
-    return str(message.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
-
-
-def redact(flow: http.HTTPFlow) -> None:
-    """Mask credentials in the flow as it will be saved (the request was sent, so harmless)."""
-    req = flow.request
-    if (fields := redact_fields(req.headers.fields)) is not None:
-        req.headers.fields = fields
-    if (path := redact_path(req.path)) is not None:
-        req.path = path
-    if flow.response is not None and (fields := redact_fields(flow.response.headers.fields)) is not None:
-        flow.response.headers.fields = fields
-    # A backup (client replay, edits) is saved with the flow: it holds the originals too.
-    backup = getattr(flow, "_backup", None)
-    if isinstance(backup, dict):
-        redact_message_state(backup.get("request"), is_request=True)
-        redact_message_state(backup.get("response"), is_request=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _FlowState:
-    dialect: Dialect
-    context: Context
-
-
-def _request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
-    try:
-        body = flow.request.get_content(strict=False)
-        obj = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's limit
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 class UsageFix:
@@ -123,7 +71,7 @@ class UsageFix:
         self.profiles = ProfileSet()
         self.ledger = LiveLedger()  # off until `usage_ledger` names one
         # Per-flow state lives here, not in flow.metadata, which must stay serializable.
-        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
+        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self._in_flight: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
         self._open_websockets: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
         """WebSockets with recorded turns that have not ended: their turns go to the ledger then."""
@@ -135,28 +83,7 @@ class UsageFix:
 
     def configure(self, updated: set[str]) -> None:
         ours = updated & OPTIONS.keys()
-        try:  # check every changed option before any takes effect
-            for name in ours:
-                check_value(OPTIONS[name], getattr(ctx.options, name))
-            profiles = self.profiles
-            if "usage_profiles" in ours:
-                path = ctx.options.usage_profiles
-                try:
-                    profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
-                except ProfileError as e:
-                    raise OptionError(f"usage_profiles: {e}") from None
-            if ours & {"usage_ledger", "usage_ledger_spool_rows", "usage_session_header", "usage_prices"}:
-                try:
-                    self.ledger.configure(
-                        ctx.options.usage_ledger,
-                        ctx.options.usage_ledger_spool_rows,
-                        session_headers=header_names(ctx.options.usage_session_header),
-                        prices=ctx.options.usage_prices,
-                    )
-                except ValueError as e:
-                    raise OptionError(str(e)) from None
-        except OptionError as e:
-            refuse([str(e)])
+        profiles = checked_options(ours, self.profiles, self.ledger)  # refuses what cannot run
         if "usage_max_event_bytes" in ours:
             self.max_event_bytes = ctx.options.usage_max_event_bytes
         if "usage_max_saved_body_bytes" in ours:
@@ -173,32 +100,13 @@ class UsageFix:
 
     # -- request -------------------------------------------------------------------------
 
-    def _is_llm(self, flow: http.HTTPFlow) -> bool:
-        req = flow.request
-        return detect(req.method, req.path) is not None or self.profiles.may_set_dialect(
-            req.host, req.port, req.path, _asked_names(flow)
-        )
-
-    def _state(self, flow: http.HTTPFlow) -> _FlowState | None:
-        """Dialect and context of a request: detected from its path, or set by a profile."""
-        req = flow.request
-        if not self._is_llm(flow):
-            return None  # other traffic: not even its body is parsed
-        body = _request_json(flow) or {}
-        model = body["model"] if isinstance(body.get("model"), str) else model_from_path(req.path)
-        profile = self.profiles.match(req.host, req.port, req.path, model, _asked_names(flow))
-        dialect = DIALECTS[profile.dialect] if profile and profile.dialect else detect(req.method, req.path)
-        if dialect is None:
-            return None
-        return _FlowState(dialect, Context(profile=profile, model=model))
-
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
         if flow.is_replay == "request":
             forget_record(flow)
         self._in_flight.add(flow)
-        if self._is_llm(flow):
+        if is_llm(flow, self.profiles):
             # A compressed stream cannot be rewritten without decoding it: ask for none (the
             # response is decoded anyway if the upstream compresses regardless).
             flow.request.anticomp()
@@ -206,15 +114,15 @@ class UsageFix:
     def request(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
-        state = self._state(flow)
+        state = flow_state(flow, self.profiles)
         if state is None:
             return
         if self.request_stream_usage and state.dialect.name == "openai_chat" and flow.is_replay != "response":
-            body = _request_json(flow)
+            body = request_json(flow)
             asked = ask_for_stream_usage(body) if body is not None else None
             if asked is not None:
                 flow.request.content = asked
-                state = _FlowState(state.dialect, replace(state.context, strip_usage_chunk=True))
+                state = FlowState(state.dialect, replace(state.context, strip_usage_chunk=True))
         self._flows[flow] = state
 
     # -- response ------------------------------------------------------------------------
@@ -228,7 +136,7 @@ class UsageFix:
             return  # errors pass untouched
         headers = resp.headers.copy()
         try:
-            framing = framing_for(state.dialect, _media_type(resp), flow.request.path)
+            framing = framing_for(state.dialect, media_type(resp), flow.request.path)
             if framing is None:
                 return  # a whole JSON body: buffered, rewritten in `response`
             decoder = None
@@ -239,7 +147,7 @@ class UsageFix:
                     # Streamed as bare mitmdump would: the client decodes it, we cannot.
                     logger.warning(
                         "usagefix: %s: cannot decode content-encoding %r; streaming it untouched",
-                        _where(flow),
+                        where(flow),
                         encoding,
                     )
                     resp.stream = True
@@ -252,7 +160,7 @@ class UsageFix:
                     )
                     return
             rewriter = StreamRewriter(
-                state.dialect, self.max_event_bytes, state.context, framing, where=_where(flow)
+                state.dialect, self.max_event_bytes, state.context, framing, where=where(flow)
             )
             stream = ResponseStream(
                 rewriter, decoder, encoding if decoder else None, self.max_saved_body_bytes
@@ -268,7 +176,7 @@ class UsageFix:
             resp.headers = headers
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
-            logger.warning("usagefix: %s: %s; streaming it untouched", _where(flow), why)
+            logger.warning("usagefix: %s: %s; streaming it untouched", where(flow), why)
             self._record(flow, untouched_record(state.dialect.name, state.context, "passthrough_error", why))
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -284,7 +192,7 @@ class UsageFix:
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
                 # upstream's original anew (idempotent on a file written with the addon).
-                state = self._state(flow)
+                state = flow_state(flow, self.profiles)
                 if state is not None:
                     if flow.is_replay == "response":
                         adopt_recorded(flow, self._replayed)
@@ -332,8 +240,7 @@ class UsageFix:
         ]
         if listeners:  # none with -n
             capture = capture_path(ctx.options.save_stream_file, Path.cwd())
-            ca = os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem")
-            print("\n".join(banner(listeners, capture, ca)), flush=True)
+            print("\n".join(banner(listeners, capture, ca_cert_path(ctx.options.confdir))), flush=True)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """A server message on an LLM WebSocket (Responses, Realtime): one turn's usage, read,
@@ -369,26 +276,12 @@ class UsageFix:
             record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
         self._record(flow, record)
 
-    def _normalize_whole(self, flow: http.HTTPFlow, state: _FlowState, *, recorded: bool) -> None:
+    def _normalize_whole(self, flow: http.HTTPFlow, state: FlowState, *, recorded: bool) -> None:
         """Normalize a response whose whole body is here: buffered JSON, or a recorded stream (see
         usagefix.renormalize)."""
         resp = flow.response
         assert resp is not None
-        whole = WholeResponse(
-            state.dialect,
-            state.context,
-            flow.request.path,
-            resp.status_code,
-            resp.reason,
-            _media_type(resp),
-            tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.fields),
-            resp.get_content(strict=False) if 200 <= resp.status_code < 300 else None,
-            _where(flow),
-            metadata=flow.metadata if recorded else None,
-            error=flow.error.msg if flow.error else None,
-            by_replay=flow.is_replay == "response",
-        )
-        done = normalize_whole(whole, self.max_event_bytes)
+        done = normalize_whole(whole_response(flow, state, recorded=recorded), self.max_event_bytes)
         if done is None:
             return
         if done.body is not None:
@@ -399,7 +292,7 @@ class UsageFix:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
         blocks, else a minimal one that says why."""
-        record, state = saveable(record, _where(flow))
+        record, state = saveable(record, where(flow))
         flow.metadata[METADATA_KEY] = state
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
@@ -407,13 +300,7 @@ class UsageFix:
         if self.log_lines:
             self._tally.add(record)
             code = flow.response.status_code if flow.response else None
-            logger.info(live_line(record, _model(flow), code))
+            logger.info(live_line(record, request_model(flow), code))
             return
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
-        log("usagefix: %s: %s", _where(flow), flow.comment)
-
-
-def _model(flow: http.HTTPFlow) -> str | None:
-    """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
-    body = _request_json(flow) or {}
-    return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
+        log("usagefix: %s: %s", where(flow), flow.comment)

@@ -19,7 +19,8 @@ from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import pipeline_for, rows_from_flows
 from usagefix.ledger import open_store, parse_target
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.options import OPTIONS, OptionError, check_value, header_names
+from usagefix.optioncheck import OptionError, check_value, header_names
+from usagefix.options import OPTIONS
 
 __all__ = ["add_parser"]
 

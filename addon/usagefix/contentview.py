@@ -21,7 +21,7 @@ from mitmproxy import contentviews, ctx, http
 from usagefix.costview import money_line, session_line
 from usagefix.flowfacts import facts_of, llm_dialect, snapshot
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.options import header_names
+from usagefix.optioncheck import header_names
 from usagefix.price_overrides import PriceOverrides, overrides_from_option
 from usagefix.record import METADATA_KEY
 from usagefix.report import render_record

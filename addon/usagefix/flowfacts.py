@@ -1,8 +1,8 @@
 """Flows to exchange facts and ledger rows: the glue between mitmproxy's objects and the pure ledger.
 
-Live (`LiveLedger`, used by the addon): at the end of `response` / `error`, a `FlowSnapshot` takes
-references to what the row needs (no decoding, no parsing: the hot path stays as fast as without a
-ledger) and goes to the writer thread, which decodes, parses, runs the pipeline and writes.
+Live (usagefix.liveledger, used by the addon): at the end of `response` / `error`, a `FlowSnapshot`
+takes references to what the row needs (no decoding, no parsing: the hot path stays as fast as
+without a ledger) and goes to the writer thread, which decodes, parses, runs the pipeline and writes.
 From files (`rows_from_flows`, used by `usagefix ledger import` and reports): the same snapshot,
 the same pipeline, flow by flow in file order, so both give the same rows.
 
@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import logging
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +27,7 @@ from mitmproxy.net import encoding
 
 from usagefix.dialects import detect
 from usagefix.exchange import ExchangeFacts, ExchangeRow
-from usagefix.ledger import Target, open_store, parse_target
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.ledger.writer import SPOOL_MAX, LedgerWriter
 from usagefix.price_overrides import overrides_from_option
 from usagefix.record import METADATA_KEY
 from usagefix.sessions import SessionTracker
@@ -39,16 +35,17 @@ from usagefix.wsturns import TURNS_KEY
 
 __all__ = [
     "FlowSnapshot",
-    "LiveLedger",
     "facts_from_flow",
+    "facts_of",
     "flow_rows",
     "iter_flows",
     "llm_dialect",
+    "pipeline_for",
     "rows_from_flows",
+    "snapshot",
+    "turn_dialect",
     "turn_snapshots",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +154,7 @@ def turn_snapshots(flow: http.HTTPFlow) -> list[FlowSnapshot]:
     return out
 
 
-def _turn_dialect(snap: FlowSnapshot) -> str | None:
+def turn_dialect(snap: FlowSnapshot) -> str | None:
     rec = snap.record
     return rec.get("dialect") if isinstance(rec, dict) and isinstance(rec.get("dialect"), str) else None
 
@@ -248,7 +245,7 @@ def flow_rows(flow: http.HTTPFlow, pipeline: Pipeline) -> list[ExchangeRow]:
     """The rows of one flow: one per recorded turn of a WebSocket, one for an LLM exchange, none
     for other traffic."""
     if flow.websocket is not None:  # its turns are the exchanges, not the upgrade
-        snaps = [(s, name) for s in turn_snapshots(flow) if (name := _turn_dialect(s)) is not None]
+        snaps = [(s, name) for s in turn_snapshots(flow) if (name := turn_dialect(s)) is not None]
         return [pipeline.row(facts_of(s), s.record, name) for s, name in snaps]
     dialect = llm_dialect(flow)
     if dialect is None:
@@ -262,90 +259,3 @@ def rows_from_flows(paths: Iterable[Path], pipeline: Pipeline | None = None) -> 
     pipeline = pipeline if pipeline is not None else Pipeline()
     for flow in iter_flows(paths):
         yield from flow_rows(flow, pipeline)
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    snap: FlowSnapshot
-    dialect: str
-
-
-class LiveLedger:
-    """The addon's ledger: off, or one writer thread and one session tracker for this process."""
-
-    def __init__(self) -> None:
-        self.target = Target("off")
-        self.spool_rows = SPOOL_MAX
-        self.session_headers: tuple[str, ...] = ()
-        self.prices: str | None = None
-        self.writer: LedgerWriter[_Item] | None = None
-        self._submitted: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
-
-    def configure(
-        self,
-        value: str | None,
-        spool_rows: int = SPOOL_MAX,
-        *,
-        session_headers: tuple[str, ...] = (),
-        prices: str | None = None,
-    ) -> None:
-        """Switch to the ledger `value` names, with the user's session headers and price table
-        (`usage_session_header`, `usage_prices`). Raises `ValueError` (one line) for a bad value or
-        a SQLite file that cannot be opened; a PostgreSQL server may be down (rows are spooled)."""
-        target = parse_target(value)
-        settings = (target, spool_rows, session_headers, prices)
-        if settings == (self.target, self.spool_rows, self.session_headers, self.prices):
-            return
-        if target.kind == "sqlite":
-            try:
-                open_store(target).close()  # created and migrated now: a bad path stops the start
-            except Exception as e:
-                raise ValueError(f"usage_ledger: cannot open {target}: {e}") from None
-        self.close()
-        self.target, self.spool_rows, self.session_headers, self.prices = settings
-        if target.kind != "off":
-            # One session tracker per process, fed in the order flows end.
-            pipeline = Pipeline(SessionTracker(extra_headers=session_headers), overrides_from_option(prices))
-            self.writer = LedgerWriter(
-                lambda: open_store(target),
-                lambda item: pipeline.row(facts_of(item.snap), item.snap.record, item.dialect),
-                name=str(target),
-                spool_max=spool_rows,
-            )
-            logger.info("usagefix: ledger: %s", target)
-
-    def record(self, flow: http.HTTPFlow, dialect: str) -> None:
-        """Hand one finished exchange to the writer; never blocks, never raises."""
-        if self.writer is None or flow in self._submitted:
-            return
-        try:
-            self._submitted.add(flow)
-            self.writer.submit(_Item(snapshot(flow), dialect))
-        except Exception as e:  # not reachable by design; the proxy must not suffer from the ledger
-            logger.warning("usagefix ledger: %s: not recorded: %r", flow.id, e)
-
-    def record_turns(self, flow: http.HTTPFlow) -> None:
-        """Hand a WebSocket's recorded turns to the writer, once (when it ends); never raises."""
-        if self.writer is None or flow in self._submitted:
-            return
-        try:
-            self._submitted.add(flow)
-            for snap in turn_snapshots(flow):
-                if (name := _turn_dialect(snap)) is not None:
-                    self.writer.submit(_Item(snap, name))
-        except Exception as e:  # not reachable by design; the proxy must not suffer from the ledger
-            logger.warning("usagefix ledger: %s: turns not recorded: %r", flow.id, e)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            stats = self.writer.stats
-            if stats.dropped or stats.failed:
-                logger.warning(
-                    "usagefix ledger: %d rows written, %d dropped, %d failed",
-                    stats.written,
-                    stats.dropped,
-                    stats.failed,
-                )
-            self.writer = None
-        self.target = Target("off")

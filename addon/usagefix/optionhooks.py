@@ -1,18 +1,23 @@
 """The addon's options, as mitmproxy sees them (glue: imports mitmproxy): declared from `OPTIONS`,
-checked before mitmproxy parses them, refused with one line (the checks are usagefix.options, pure).
+checked before mitmproxy parses them and again when they change, refused with one line (the
+declarations are usagefix.options, the checks usagefix.optioncheck: both pure).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
-from usagefix.options import OPTIONS, SetStrings, check_deferred
+from usagefix.liveledger import LiveLedger
+from usagefix.optioncheck import OptionError, SetStrings, check_deferred, check_value, header_names
+from usagefix.options import OPTIONS
+from usagefix.profiles import ProfileError, ProfileSet, load_profiles
 
-__all__ = ["TYPESPECS", "declare_options", "refuse"]
+__all__ = ["TYPESPECS", "checked_options", "declare_options", "refuse"]
 
 TYPESPECS: dict[str, Any] = {"bool": bool, "int": int, "path": Optional[str], "header": Optional[str]}  # noqa: UP045 (mitmproxy's)
 
@@ -56,3 +61,31 @@ def declare_options(loader: Loader) -> None:
     problems = check_deferred((name, _unparsed(value)) for name, value in deferred.items())
     if problems:
         refuse(problems)
+
+
+def checked_options(ours: set[str], profiles: ProfileSet, ledger: LiveLedger) -> ProfileSet:
+    """The `configure` hook's checks: every changed option (`ours`) checked before any takes effect,
+    the profiles file read, the ledger switched; the profiles to use from now on. Refuses
+    (`refuse`) what the addon cannot run with, so the caller changes nothing then."""
+    try:
+        for name in ours:
+            check_value(OPTIONS[name], getattr(ctx.options, name))
+        if "usage_profiles" in ours:
+            path = ctx.options.usage_profiles
+            try:
+                profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
+            except ProfileError as e:
+                raise OptionError(f"usage_profiles: {e}") from None
+        if ours & {"usage_ledger", "usage_ledger_spool_rows", "usage_session_header", "usage_prices"}:
+            try:
+                ledger.configure(
+                    ctx.options.usage_ledger,
+                    ctx.options.usage_ledger_spool_rows,
+                    session_headers=header_names(ctx.options.usage_session_header),
+                    prices=ctx.options.usage_prices,
+                )
+            except ValueError as e:
+                raise OptionError(str(e)) from None
+    except OptionError as e:
+        refuse([str(e)])
+    return profiles

@@ -124,5 +124,5 @@ def load_price_overrides(path: Path) -> PriceOverrides:
 
 def overrides_from_option(value: str | None) -> PriceOverrides | None:
     """The table the `usage_prices` option names (`~` expanded), or None when it names none.
-    The option's own check (usagefix.options) has refused a bad file before this is called."""
+    The option's own check (usagefix.optioncheck) has refused a bad file before this is called."""
     return load_price_overrides(Path(value).expanduser()) if value else None

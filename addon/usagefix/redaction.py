@@ -1,6 +1,6 @@
 """Which headers and query parameters carry credentials, and how they are masked in saved flows.
 
-Pure: functions over header (name, value) pairs and raw query strings; `addon.redact` applies them
+Pure: functions over header (name, value) pairs and raw query strings; `flowredact.redact` applies them
 to a flow. The upstream always receives the real values: only what is saved is masked.
 
 A header or query parameter is a credential when its name says so: its last word (split at `-`,

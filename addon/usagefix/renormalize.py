@@ -2,8 +2,8 @@
 loaded from a file, a response served again by server replay), normalized anew from the upstream's
 original, which the prior record rebuilds (idempotent on a file written with the addon).
 
-Pure: the response and its prior record in, the body and the record out. The glue (addon.py) reads
-them off the flow and puts the result back.
+Pure: the response and its prior record in, the body and the record out. The glue (addon.py, with
+usagefix.flowread) reads them off the flow and puts the result back.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from usagefix.dialects import Context, Dialect, framing_for
-from usagefix.record import (
-    METADATA_KEY,
-    PriorRecord,
-    UsageRecord,
-    build_record,
-    http_error_record,
-    read_prior,
-    rebuild_upstream,
-)
+from usagefix.prior import PriorRecord, read_prior, rebuild_upstream
+from usagefix.record import METADATA_KEY, UsageRecord
+from usagefix.recordbuild import build_record, http_error_record
 from usagefix.rewriter import rewrite_body, rewrite_stream
 from usagefix.stream import stream_record
 

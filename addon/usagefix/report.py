@@ -10,8 +10,8 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from usagefix.comment import flat_diff
 from usagefix.legend import MARK, describe
-from usagefix.record import flat_diff
 
 __all__ = ["WIDTH", "impact", "render_record"]
 

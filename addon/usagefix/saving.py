@@ -9,7 +9,8 @@ import logging
 from typing import Any
 
 from usagefix.dialects import Context
-from usagefix.record import Status, UsageRecord, build_record, minimal_record
+from usagefix.record import Status, UsageRecord
+from usagefix.recordbuild import build_record, minimal_record
 from usagefix.rewriter import RewriteResult
 
 __all__ = ["MAX_RECORD_DEPTH", "saveable", "untouched_record"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from usagefix.decoding import DecodeError, Decoder
 from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES
-from usagefix.record import UsageRecord, build_record
+from usagefix.record import UsageRecord
+from usagefix.recordbuild import build_record
 from usagefix.rewriter import StreamRewriter
 
 __all__ = ["ResponseStream", "stream_record"]

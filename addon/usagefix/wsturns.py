@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from usagefix.comment import summary
 from usagefix.dialects import Context, Dialect, detect_websocket
 from usagefix.normalize import UsageShapeError
-from usagefix.record import build_record, summary
+from usagefix.recordbuild import build_record
 from usagefix.result import RewriteResult, changed_span
 
 __all__ = ["TURNS_KEY", "Turn", "detect_websocket", "read_turn", "turns_summary"]
