@@ -97,8 +97,18 @@ class _Wrapped:
     """A real dialect whose session's `method` raises `exc` at its `k`-th complete event; with
     `rewrite=False`, a session that never rewrites anything."""
 
-    def __init__(self, inner: Dialect, k: int, exc: Exception, method: str, *, rewrite: bool = True) -> None:
+    def __init__(
+        self,
+        inner: Dialect,
+        k: int,
+        exc: Exception,
+        method: str,
+        *,
+        rewrite: bool = True,
+        framing: str = "sse",
+    ) -> None:
         self.inner, self.k, self.exc, self.method, self.rewrite = inner, k, exc, method, rewrite
+        self.framing = framing
         self.name = inner.name
         self.end_markers = inner.end_markers
 
@@ -119,6 +129,11 @@ class _WrappedSession:
         self.armed = False
 
     def might_carry_usage(self, raw: bytes) -> bool:
+        if self.spec.framing == "sse" and raw.count(b"\n\n") > 1:
+            # A run of whole events, asked about as one (`SSEFramer`'s `quiet`): not quiet, so
+            # that each of its events is asked about on its own, and counted once, whatever the
+            # chunking.
+            return True
         self.seen += 1
         if self.seen - 1 == self.spec.k:
             if self.spec.method == "might_carry_usage":
@@ -151,7 +166,7 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
     body = upstream.read_bytes()
     framing = STREAMED[upstream.suffix]
     dialect = DIALECTS[upstream.parent.name]
-    counting = StreamRewriter(_Wrapped(dialect, -1, ValueError(), "none"), framing=framing)
+    counting = StreamRewriter(_Wrapped(dialect, -1, ValueError(), "none", framing=framing), framing=framing)
     run(counting, [body])
     complete_events = counting._session.seen  # type: ignore[attr-defined]
     k = data.draw(st.integers(0, max(complete_events - 1, 0)), label="k")
@@ -160,7 +175,7 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
     chunks = data.draw(chunkings(body), label="chunks")
 
     # A session that rewrites nothing: the client gets exactly the upstream's bytes.
-    rw = StreamRewriter(_Wrapped(dialect, k, exc, method, rewrite=False), framing=framing)
+    rw = StreamRewriter(_Wrapped(dialect, k, exc, method, rewrite=False, framing=framing), framing=framing)
     assert run(rw, chunks) == body
     rec = record(rw)
     if rw.result.error is not None:
@@ -170,9 +185,9 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
 
     # One that rewrites the events before k: the same whatever the chunking, and the record
     # rebuilds the upstream's bytes.
-    whole = StreamRewriter(_Wrapped(dialect, k, exc, method), framing=framing)
+    whole = StreamRewriter(_Wrapped(dialect, k, exc, method, framing=framing), framing=framing)
     expected = run(whole, [body])
-    rw = StreamRewriter(_Wrapped(dialect, k, exc, method), framing=framing)
+    rw = StreamRewriter(_Wrapped(dialect, k, exc, method, framing=framing), framing=framing)
     assert run(rw, chunks) == expected
     assert record(rw) == record(whole)
     assert rebuild_upstream(expected, record(rw)) == body
@@ -680,3 +695,37 @@ def test_a_failing_end_test_on_an_event_without_usage_costs_no_byte() -> None:
         assert out == FOUNDING[:USAGE_AT] + FIXED[USAGE_AT:]  # the usage before it was repaired
         rec = record(rw)
         assert rec["status"] == "passthrough_error" and "is_end failed" in rec["error"]
+
+
+# -- quiet runs: the hot path of a long stream ------------------------------------------------
+
+
+def test_a_long_stream_goes_in_quiet_runs_and_every_event_is_counted() -> None:
+    # Each chunk's whole events that cannot carry usage or end the stream go as one piece; the
+    # output and the record are those of the events looked at one by one.
+    first = len(EVENTS[0])  # the stream's first event is looked at on its own (for a BOM)
+    chunks = [FOUNDING[:first], FOUNDING[first:USAGE_AT], FOUNDING[USAGE_AT:]]
+    fast = StreamRewriter(CHAT)
+    slow = StreamRewriter(CHAT)
+    slow._framer.quiet = None  # type: ignore[attr-defined]
+    runs: list[int] = []
+    fast._framer.quiet = lambda raw, q=fast._quiet: runs.append(len(raw)) is None and q(raw)  # type: ignore[attr-defined]
+    assert run(fast, chunks) == run(slow, chunks) == FIXED
+    assert runs == [USAGE_AT - first, len(FOUNDING) - USAGE_AT]  # quiet, then not (the usage)
+    assert record(fast) == record(slow) and fast.result.events == len(EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("event", "carries"),
+    [
+        (b'data: {"choices":[{"usage":null}],"usage":null}\n\n', False),
+        (b'data: {"choices":[],"usage":\t null}\n\n', False),
+        (b'data: {"choices":[],"usage" : {"prompt_tokens":1}}\n\n', True),
+        (b'data: {"usage":null,"x_groq":{"usage":{"prompt_tokens":1}}}\n\n', True),
+        (b'data: {"choices":[{"delta":{"content":"\\"usage\\""}}]}\n\n', False),
+    ],
+)
+def test_chat_tells_a_usage_block_from_null_usage_keys(event: bytes, carries: bool) -> None:
+    session = CHAT.stream_session(Tally(), Context())
+    assert session.might_carry_usage(event) is carries
+    assert session.might_carry_usage(event * 3) is carries  # a run, as each of its events

@@ -226,3 +226,71 @@ def test_replacing_the_data_of_any_event_gives_that_data_and_keeps_its_name(stre
         again = SSEFramer()
         (replaced,) = run_pushed(again.feed, again.finish, [ev.with_payload(new)])
         assert replaced.payload() == (name, new)
+
+
+# -- quiet runs: whole events the caller need not look at, as one piece -------------------------
+
+
+def no_x(raw: bytes) -> bool:
+    return b"x" not in raw
+
+
+def test_quiet_whole_events_come_as_one_run_with_their_count() -> None:
+    f = SSEFramer(quiet=no_x)
+    assert f.feed(b"data: a\n\n") == [SSEEvent(b"data: a\n\n")]  # the first: its BOM is looked at
+    assert f.feed(b"data: b\n\ndata: c\n\ndata: d") == [SSEEvent(b"data: b\n\ndata: c\n\n", count=2)]
+    assert f.feed(b"\n\ndata: x\n\ndata: e\n\n") == [
+        SSEEvent(b"data: d\n\n"),
+        SSEEvent(b"data: x\n\n"),
+        SSEEvent(b"data: e\n\n"),
+    ]  # not quiet: each event on its own
+    assert f.feed(b"data: f\n\n") == [SSEEvent(b"data: f\n\n")]  # one event is no run
+    assert f.finish() == []
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b"data: b\r\n\r\ndata: c\n\n",  # a CR: the loop decides where events end
+        b"data: b\n\ndata: c\n\n\n",  # LFs in a row at the end: paired from the left by the loop
+    ],
+)
+def test_runs_are_only_taken_where_they_cut_as_the_loop_does(chunk: bytes) -> None:
+    f = SSEFramer(quiet=no_x)
+    f.feed(b"data: a\n\n")
+    assert all(e.count == 1 for e in f.feed(chunk))
+
+
+def test_no_run_over_the_bound() -> None:
+    f = SSEFramer(12, quiet=no_x)
+    f.feed(b"data: a\n\n")
+    assert [e.count for e in f.feed(b"data: b\n\ndata: c\n\n")] == [1, 1]
+
+
+def expand(events: list[SSEEvent]) -> list[SSEEvent]:
+    """Each run split into its events (a run holds LF line ends only)."""
+    out: list[SSEEvent] = []
+    for e in events:
+        if e.count == 1:
+            out.append(e)
+            continue
+        start = 0
+        while (end := e.raw.find(b"\n\n", start)) >= 0:
+            out.append(SSEEvent(e.raw[start : end + 2]))
+            start = end + 2
+        assert start == len(e.raw) and len(out) >= e.count
+    return out
+
+
+@given(st.data(), st.one_of(sse_streams(), st.binary(max_size=300)), st.integers(4, 64))
+@example(None, b"data: a\n\ndata: b\n\n\ndata: c\n\n\n\n", 64)
+def test_a_quiet_run_is_exactly_the_events_the_framer_gives_without_it(
+    data: st.DataObject, stream: bytes, bound: int
+) -> None:
+    chunks = data.draw(chunkings(stream)) if data is not None else bytewise(stream)
+    plain = SSEFramer(bound)
+    runs = SSEFramer(bound, quiet=no_x)
+    with_runs = run_pushed(runs.feed, runs.finish, chunks)
+    assert expand(with_runs) == run_pushed(plain.feed, plain.finish, chunks)
+    assert all(no_x(e.raw) for e in with_runs if e.count > 1)
+    assert sum(e.count for e in with_runs) == len(expand(with_runs))

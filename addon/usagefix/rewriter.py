@@ -79,9 +79,9 @@ class StreamRewriter:
         self.result = RewriteResult(
             dialect.name, streamed=True, profile=ctx.profile.name if ctx.profile else None
         )
-        self._framer = make_framer(framing, max_event_bytes)
         self._session = dialect.stream_session(self.result.tally, ctx)
         self._markers = dialect.end_markers
+        self._framer = make_framer(framing, max_event_bytes, self._quiet)
         self._fed = 0  # bytes taken in
         self._taken = 0  # bytes of the events taken out of the framer and emitted (or given up)
         self._sent = 0  # bytes returned, for change offsets
@@ -136,6 +136,16 @@ class StreamRewriter:
             return []
         return self._give_up(reason, (), [])
 
+    def _quiet(self, run: bytes) -> bool:
+        """Whether no event of a run can carry usage or end the stream: the dialect's byte tests,
+        which hold for a run as for each of its events (needles without a line end)."""
+        if self._session.might_carry_usage(run):
+            return False
+        for m in self._markers:  # a loop, not any(): this runs once per chunk
+            if m in run:
+                return False
+        return True
+
     def _emit(self, events: Sequence[Event]) -> list[bytes]:
         pieces: list[bytes] = []
         done = 0
@@ -144,6 +154,16 @@ class StreamRewriter:
         try:
             for ev in events:
                 raw = ev.raw
+                if ev.count > 1:  # a quiet run of whole events: it goes as it came
+                    result.events += ev.count
+                    self._event_start = self._taken
+                    self._reasons = ()
+                    self._dropped = False
+                    pieces.append(raw)
+                    self._sent += len(raw)
+                    self._taken += len(raw)
+                    done += 1
+                    continue
                 carries = ev.complete and might_carry_usage(raw)
                 may_end = False
                 if ev.complete and not self._ended:

@@ -44,7 +44,8 @@ class ResponseStream:
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         try:
-            out = self._process(chunk)
+            # The common chunk (not compressed, not the end) straight to the rewriter.
+            out = self.rewriter.feed(chunk) if chunk and self.decoder is None else self._process(chunk)
         except Exception as e:  # not reachable by design; should it be, the chunk still goes
             logger.warning(
                 "usagefix: %s: stream handling failed: %s: %s", self.rewriter.where, type(e).__name__, e

@@ -111,7 +111,11 @@ class StreamSession(Protocol):
     """Per-response state of a dialect over a stream of SSE events."""
 
     def might_carry_usage(self, raw: bytes) -> bool:
-        """A cheap byte test, run on every event: False means the event passes untouched."""
+        """A cheap byte test, run on every event: False means the event passes untouched.
+
+        Also run on a run of whole events (`SSEFramer`'s `quiet`): it must be False for a run
+        only if it is False for each event in it. A search for needles that hold no line end
+        is (events are joined by line ends, so no needle spans two of them)."""
         ...
 
     def rewrite_event(self, name: str | None, data: str) -> str | None:

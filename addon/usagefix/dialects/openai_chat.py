@@ -27,6 +27,8 @@ from usagefix.jsonedit import replace_at
 
 __all__ = ["DIALECT", "SPEC", "OpenAIChat"]
 
+# A `"usage"` key whose value is not null (the spaces and tabs JSON allows, never a line end).
+_USAGE_NOT_NULL = re.compile(rb'"usage"(?![ \t]*:[ \t]*null)')
 # `"usage":null` as the upstream writes it, with the comma that joins it to its neighbour.
 _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
 
@@ -50,13 +52,13 @@ class _ChatStream(Session):
         # Every chunk of a stream that asked for usage has `"usage":null` except the usage chunk.
         # Inside a JSON string a quote is escaped, so `"usage"` only occurs as a key (or as the
         # exact string value "usage", a harmless false positive that gets parsed and dropped).
-        i = raw.find(b'"usage"')
-        if i < 0:
-            return self._partial() and b"[DONE]" in raw  # the end that makes the last one final
-        if self.ctx.strip_usage_chunk:
+        # A usage block somewhere (top level, Groq's `x_groq`, a choice) is a `"usage"` not
+        # followed by null; the pattern holds no line end, so it tests a run as each event.
+        if self.ctx.strip_usage_chunk and b'"usage"' in raw:
             return True  # the `"usage":null` keys we caused must go too
-        rest = raw[i + 7 : i + 16].lstrip(b" \t:")
-        return not rest.startswith(b"null") or raw.find(b'"usage"', i + 7) >= 0
+        if _USAGE_NOT_NULL.search(raw) is not None:
+            return True
+        return self._partial() and b"[DONE]" in raw  # the end that makes the last one final
 
     def _partial(self) -> bool:
         """Usage was seen, but not yet on a chunk that ends the response."""

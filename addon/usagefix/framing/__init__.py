@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from usagefix.framing.eventstream import EventStreamFramer, Frame
@@ -49,6 +49,11 @@ class Event(Protocol):
     def reason(self) -> str | None: ...
     @property
     def starts_event(self) -> bool: ...
+    @property
+    def count(self) -> int:
+        """Whole events in `raw`: 1, or more for a quiet run (`SSEFramer`'s `quiet`)."""
+        ...
+
     def payload(self) -> tuple[str | None, str | None]: ...
     def with_payload(self, data: str) -> bytes: ...
 
@@ -65,11 +70,16 @@ class Framer(Protocol):
     def finish(self) -> Sequence[Event]: ...
 
 
-def make_framer(framing: Framing, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Framer:
+def make_framer(
+    framing: Framing,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    quiet: Callable[[bytes], bool] | None = None,
+) -> Framer:
+    """A framer; `quiet`, a byte test for runs of events that need no look (SSE only, for now)."""
     if framing == "json_array":
         return JSONArrayFramer(max_event_bytes)
     if framing == "eventstream":
         return EventStreamFramer(max_event_bytes)
     if framing == "ndjson":
         return NDJSONFramer(max_event_bytes)
-    return SSEFramer(max_event_bytes)
+    return SSEFramer(max_event_bytes, quiet)

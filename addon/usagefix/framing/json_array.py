@@ -40,6 +40,8 @@ class ArrayElement:
     complete: bool = True
     reason: str | None = None
     starts_event: bool = True
+    count: int = 1
+    """Always one event (this framer does not join quiet runs)."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(None, the element's JSON text), or (None, None) for separators and the closing bracket."""

@@ -33,6 +33,8 @@ class NDJSONLine:
     complete: bool = True
     reason: str | None = None
     starts_event: bool = True
+    count: int = 1
+    """Always one event (this framer does not join quiet runs)."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(None, the line's text without its line ending): NDJSON lines have no event name."""
