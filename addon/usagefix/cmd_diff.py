@@ -6,6 +6,9 @@ usagefix diff --json FILE              the same facts as JSON, one object per fl
 usagefix diff --model 'claude-*' --host api.example.com --rule R1 --status rewritten --since 2h DIR
 usagefix diff --prices prices.toml --session-header x-run-id FILE   as the proxy was run
 
+Each turn of a WebSocket (Codex's Responses, Realtime) is one entry of its own, `WS`, with the id
+`<flow id>#<message index>` the ledger gives it.
+
 Each flow shows its cost before / after (what a standard consumer computes from the upstream's
 block, and the price of what the client received) and its session: the ledger's pipeline is run
 over every LLM flow of the files in order, so sessions and prices agree with `usagefix report`.
@@ -17,16 +20,18 @@ one line (and the exit status is 2); the others are still shown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 from mitmproxy import exceptions, http
 from mitmproxy import io as mio
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -37,9 +42,11 @@ from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import flow_rows
+from usagefix.wsturns import TURNS_KEY
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.record import METADATA_KEY, Status
+from usagefix.record import METADATA_KEY, Status, UsageRecord, summary
 from usagefix.report import render_record
+from usagefix.usage import CanonicalUsage
 
 __all__ = ["add_parser"]
 
@@ -153,10 +160,48 @@ def to_row(
     )
 
 
-def _ledger_row(pipeline: Pipeline | None, flow: http.HTTPFlow) -> ExchangeRow | None:
-    """The flow's ledger row; a WebSocket's turns go through the pipeline too (sessions see them)."""
-    found = flow_rows(flow, pipeline) if pipeline is not None else []
-    return found[0] if found and flow.websocket is None else None
+def _ledger_rows(pipeline: Pipeline | None, flow: http.HTTPFlow) -> dict[str, ExchangeRow]:
+    """The flow's ledger rows by id (`<flow id>` for an exchange, `<flow id>#<message index>` for
+    each turn of a WebSocket), built in file order, as the live ledger builds them."""
+    return {r.id: r for r in flow_rows(flow, pipeline)} if pipeline is not None else {}
+
+
+def _turn_line(rec: dict[str, Any]) -> str:
+    """The turn's one line, as the flow's comment gives the last turn's."""
+    saved = dict(rec)
+    for k in ("usage_before", "usage_after"):  # saved with their computed `total`, read without
+        if isinstance(saved.get(k), dict):
+            saved[k] = {f: v for f, v in saved[k].items() if f in CanonicalUsage.model_fields}
+    try:
+        return summary(UsageRecord.model_validate(saved))
+    except ValidationError:
+        return ""
+
+
+def turn_rows(path: Path, flow: http.HTTPFlow, ledger: Mapping[str, ExchangeRow]) -> Iterator[FlowRow]:
+    """One row per recorded turn of a WebSocket (Codex's Responses, Realtime): method `WS`, the
+    id `<flow id>#<message index>` (as the ledger's), the turn message's time."""
+    turns, ws = flow.metadata.get(TURNS_KEY), flow.websocket
+    if ws is None or not isinstance(turns, list):
+        return
+    base = to_row(path, flow, {})
+    for entry in turns:
+        i = entry.get("message_index") if isinstance(entry, dict) else None
+        if not isinstance(i, int) or not 0 <= i < len(ws.messages) or not isinstance(entry.get("record"), dict):
+            continue
+        turn_id = f"{flow.id}#{i}"
+        row = ledger.get(turn_id)
+        yield dataclasses.replace(
+            base,
+            flow_id=turn_id,
+            method="WS",
+            model=(row.model_reported or row.model_requested) if row is not None else base.model,
+            started=ws.messages[i].timestamp,
+            latency_ms=None,
+            comment=_turn_line(entry["record"]),
+            record=_unreversed(entry["record"]),
+            ledger=row,
+        )
 
 
 def rows(path: Path, pipeline: Pipeline | None = None) -> Iterator[FlowRow]:
@@ -176,9 +221,11 @@ def rows(path: Path, pipeline: Pipeline | None = None) -> Iterator[FlowRow]:
                 rec = flow.metadata.get(METADATA_KEY)
                 if not isinstance(flow, http.HTTPFlow):
                     continue
-                ledger = _ledger_row(pipeline, flow)
-                if isinstance(rec, dict):
-                    yield to_row(path, flow, rec, ledger)
+                ledger = _ledger_rows(pipeline, flow)
+                if flow.websocket is not None:
+                    yield from turn_rows(path, flow, ledger)
+                elif isinstance(rec, dict):
+                    yield to_row(path, flow, rec, ledger.get(flow.id))
         except exceptions.FlowReadException:
             if not read and not re.match(rb"\d+:", head):
                 raise OSError(f"{path}: not a mitmproxy flow file") from None
@@ -192,6 +239,8 @@ def _when(row: FlowRow) -> str:
 
 
 def _facts(row: FlowRow) -> str:
+    if row.method == "WS":  # a turn on a WebSocket: one message, no latency of its own
+        return f"model {row.model or '?'} · {_when(row)} · WebSocket turn, message {row.flow_id.rsplit('#', 1)[1]}"
     status = f"HTTP {row.http_status}" if row.http_status is not None else "no response"
     latency = f"{row.latency_ms:,.0f} ms" if row.latency_ms is not None else "latency unknown"
     return f"model {row.model or '?'} · {_when(row)} · {status} · {latency}"

@@ -68,5 +68,5 @@ def read_turn(dialect: Dialect, text: str, index: int, ctx: Context) -> Turn | N
 def turns_summary(entries: Sequence[Mapping[str, Any]], last: Turn) -> str:
     """One line for the flow's comment: how many turns, how many rewritten, and the last one."""
     rewritten = sum(1 for e in entries if e["record"]["status"] == "rewritten")
-    line = last.line.removeprefix("usagefix: ")
-    return f"usagefix: {len(entries)} WebSocket turn(s), {rewritten} rewritten; last: {line}"
+    turns = "WebSocket turn" if len(entries) == 1 else "WebSocket turns"
+    return f"{len(entries)} {turns}, {rewritten} rewritten; last: {last.line}"

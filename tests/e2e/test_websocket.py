@@ -137,7 +137,7 @@ def test_responses_over_websocket_each_turn_normalized_and_recorded(ws_proxy: tu
     assert turns[0]["record"]["usage_after"]["input_total"] == 22013
     assert flow.websocket is not None
     assert [flow.websocket.messages[t["message_index"]].from_client for t in turns] == [False, False]
-    assert "2 WebSocket turn(s), 1 rewritten" in flow.comment
+    assert flow.comment.startswith("2 WebSocket turns, 1 rewritten; last: usage correct")
 
 
 def test_realtime_response_done_usage_is_normalized(ws_proxy: tuple[str, Path]) -> None:
@@ -205,3 +205,18 @@ def test_websocket_turns_are_ledger_rows_and_steps_of_the_session_the_upgrade_na
     assert session["cost_usd"]["after"] is not None and session["cost_usd"]["before"] is not None
     assert Decimal(session["cost_usd"]["before"]) < Decimal(session["cost_usd"]["after"])
     assert session["context"]["tokens"] == 22100  # the last turn's full input, not the sum
+
+    # `usagefix diff` shows each turn as its own entry, with the ledger's id, cost and session.
+    usagefix = Path(sys.executable).with_name("usagefix")
+    out = subprocess.run(
+        [str(usagefix), "diff", "--all", "--json", str(flows)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    entries = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(e["method"], e["record"]["status"]) for e in entries] == [("WS", "rewritten"), ("WS", "unchanged")]
+    assert len({e["flow_id"].split("#")[0] for e in entries}) == 1 and all("#" in e["flow_id"] for e in entries)
+    assert all(e["model"] == "claude-sonnet-4-5" for e in entries)
+    assert {e["session"]["key"] for e in entries} == {f"codex:{CODEX_SESSION}"}
+    assert entries[0]["comment"] == "input 13→22013 · R1" and entries[1]["comment"] == "usage correct"
+    text = subprocess.run([str(usagefix), "diff", str(flows)], capture_output=True, text=True, timeout=60)
+    assert "== WS " in text.stdout and "WebSocket turn, message" in text.stdout, text.stdout
