@@ -27,7 +27,7 @@ def test_a_turn_is_normalized_and_its_record_rebuilds_the_message() -> None:
     record = turn.entry["record"]
     assert turn.entry["message_index"] == 7 and record["changes"][0]["index"] == 7
     assert rebuild_upstream(turn.text.encode(), record) == text.encode()
-    assert turns_summary([turn.entry], turn).== "1 WebSocket turn, 1 rewritten; last: input 5→95 · R1"
+    assert turns_summary([turn.entry], turn) == "1 WebSocket turn, 1 rewritten; last: input 5→95 · R1"
 
 
 @pytest.mark.parametrize(

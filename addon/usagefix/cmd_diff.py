@@ -37,16 +37,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from usagefix.cmd_ledger import add_pipeline_arguments, pipeline_from_args
+from usagefix.comment import summary
 from usagefix.costview import money_line, session_line
 from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import flow_rows
-from usagefix.wsturns import TURNS_KEY
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.record import METADATA_KEY, Status, UsageRecord, summary
+from usagefix.record import METADATA_KEY, Status, UsageRecord
 from usagefix.report import render_record
 from usagefix.usage import CanonicalUsage
+from usagefix.wsturns import TURNS_KEY
 
 __all__ = ["add_parser"]
 
@@ -187,7 +188,9 @@ def turn_rows(path: Path, flow: http.HTTPFlow, ledger: Mapping[str, ExchangeRow]
     base = to_row(path, flow, {})
     for entry in turns:
         i = entry.get("message_index") if isinstance(entry, dict) else None
-        if not isinstance(i, int) or not 0 <= i < len(ws.messages) or not isinstance(entry.get("record"), dict):
+        if not isinstance(i, int) or not 0 <= i < len(ws.messages):
+            continue
+        if not isinstance(entry.get("record"), dict):
             continue
         turn_id = f"{flow.id}#{i}"
         row = ledger.get(turn_id)
@@ -240,7 +243,8 @@ def _when(row: FlowRow) -> str:
 
 def _facts(row: FlowRow) -> str:
     if row.method == "WS":  # a turn on a WebSocket: one message, no latency of its own
-        return f"model {row.model or '?'} · {_when(row)} · WebSocket turn, message {row.flow_id.rsplit('#', 1)[1]}"
+        message = row.flow_id.rsplit("#", 1)[1]
+        return f"model {row.model or '?'} · {_when(row)} · WebSocket turn, message {message}"
     status = f"HTTP {row.http_status}" if row.http_status is not None else "no response"
     latency = f"{row.latency_ms:,.0f} ms" if row.latency_ms is not None else "latency unknown"
     return f"model {row.model or '?'} · {_when(row)} · {status} · {latency}"

@@ -213,8 +213,13 @@ def test_websocket_turns_are_ledger_rows_and_steps_of_the_session_the_upgrade_na
     )
     assert out.returncode == 0, out.stderr
     entries = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [(e["method"], e["record"]["status"]) for e in entries] == [("WS", "rewritten"), ("WS", "unchanged")]
-    assert len({e["flow_id"].split("#")[0] for e in entries}) == 1 and all("#" in e["flow_id"] for e in entries)
+    assert [(e["method"], e["record"]["status"]) for e in entries] == [
+        ("WS", "rewritten"),
+        ("WS", "unchanged"),
+    ]
+    assert len({e["flow_id"].split("#")[0] for e in entries}) == 1 and all(
+        "#" in e["flow_id"] for e in entries
+    )
     assert all(e["model"] == "claude-sonnet-4-5" for e in entries)
     assert {e["session"]["key"] for e in entries} == {f"codex:{CODEX_SESSION}"}
     assert entries[0]["comment"] == "input 13→22013 · R1" and entries[1]["comment"] == "usage correct"
