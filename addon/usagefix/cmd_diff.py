@@ -13,8 +13,9 @@ Each flow shows its cost before / after (what a standard consumer computes from 
 block, and the price of what the client received) and its session: the ledger's pipeline is run
 over every LLM flow of the files in order, so sessions and prices agree with `usagefix report`.
 
-A directory stands for every `*.mitm` directly inside it. A file that cannot be read is named in
-one line (and the exit status is 2); the others are still shown.
+A directory stands for the flow files (`*.mitm`, `*.flows`, `*.flow`) directly inside it, as for
+`usagefix report` and `ledger import`. A file that cannot be read is named in one line (and the
+exit status is 2); the others are still shown.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import flow_rows
+from usagefix.flowfiles import flow_files
 from usagefix.ledger.pipeline import Pipeline
 from usagefix.record import METADATA_KEY, Status, UsageRecord
 from usagefix.report import render_record
@@ -100,19 +102,9 @@ def run(args: argparse.Namespace) -> int:
     return diff(args.files, filters, as_json=args.json, pipeline=pipeline_from_args(args))
 
 
-def expand(path: Path) -> list[Path]:
-    """A file as it is; a directory as the `*.mitm` files directly inside it (OSError if none)."""
-    if not path.is_dir():
-        return [path]
-    found = sorted(path.glob("*.mitm"))
-    if not found:
-        raise OSError(f"{path}: no *.mitm files in this directory")
-    return found
-
-
 def _expanded(path: Path) -> list[Path] | list[OSError]:
     try:
-        return expand(path)
+        return flow_files(path)
     except OSError as e:
         return [e]
 

@@ -2,8 +2,8 @@
 
 usagefix ledger import FILE.mitm|DIR ... [--ledger PATH|URL]
 
-Each LLM exchange in the files (every `*.mitm` under a directory) becomes one row, by the same
-pipeline the live addon runs; a row whose flow id is there already is left as it is, so importing
+Each LLM exchange in the files (a directory: the flow files directly inside it) becomes one row,
+by the same pipeline the live addon runs; a row whose flow id is there already is left as it is, so importing
 the same files twice gives the same ledger.
 """
 
@@ -34,7 +34,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     verbs = p.add_subparsers(dest="verb", required=True)
     i = verbs.add_parser("import", help="write the LLM exchanges of flow files to the ledger (idempotent)")
     i.add_argument(
-        "paths", nargs="+", type=Path, metavar="FILE|DIR", help="flow files, or directories of *.mitm"
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="FILE|DIR",
+        help="flow files, or directories of them (*.mitm, *.flows, *.flow)",
     )
     i.add_argument(
         "--ledger",

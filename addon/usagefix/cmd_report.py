@@ -25,6 +25,7 @@ from rich.console import Console
 from usagefix import cmd_ledger, diffview
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import rows_from_flows
+from usagefix.flowfiles import flow_files
 from usagefix.ledger import read_rows
 from usagefix.ledger.pipeline import Pipeline
 from usagefix.reporting import build_report, print_report, render_html, report_json, rows_csv
@@ -33,7 +34,6 @@ __all__ = ["add_parser", "load_rows", "parse_since"]
 
 DEFAULT_LEDGER = cmd_ledger.DEFAULT_LEDGER
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_FLOW_SUFFIXES = (".mitm", ".flows", ".flow")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,10 +70,6 @@ def parse_since(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _flow_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in _FLOW_SUFFIXES)
-
-
 def _is_ledger(path: Path) -> bool:
     with path.open("rb") as f:
         return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
@@ -96,7 +92,7 @@ def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[
             continue
         path = Path(target)
         if path.is_dir():
-            add(rows_from_flows(_flow_files(path), pipeline))
+            add(rows_from_flows(flow_files(path), pipeline))
         elif not path.exists():
             raise FileNotFoundError(f"no such ledger or flow file: {path}")
         elif _is_ledger(path):

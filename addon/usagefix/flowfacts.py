@@ -27,6 +27,7 @@ from mitmproxy.net import encoding
 
 from usagefix.dialects import detect
 from usagefix.exchange import ExchangeFacts, ExchangeRow
+from usagefix.flowfiles import flow_files
 from usagefix.ledger.pipeline import Pipeline
 from usagefix.price_overrides import overrides_from_option
 from usagefix.record import METADATA_KEY
@@ -212,20 +213,10 @@ def llm_dialect(flow: http.HTTPFlow) -> str | None:
     return dialect.name if dialect is not None else None
 
 
-def _flow_files(paths: Iterable[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.mitm") if p.is_file())
-        elif path.exists():
-            yield path
-        else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
-
-
 def iter_flows(paths: Iterable[Path]) -> Iterator[http.HTTPFlow]:
-    """The HTTP flows of flow files and of the `*.mitm` files under directories, in order.
-    An unreadable file raises, naming it."""
-    for path in _flow_files(paths):
+    """The HTTP flows of flow files and of the flow files in directories (`flow_files`), in
+    order. An unreadable file raises, naming it."""
+    for path in (f for given in paths for f in flow_files(given)):
         try:
             with path.open("rb") as f:
                 for flow in mio.FlowReader(f).stream():
