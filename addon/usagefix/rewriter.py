@@ -263,7 +263,7 @@ class StreamRewriter:
         raw = ev.raw
         if data is None:
             return raw, None
-        new = self._session.rewrite_event(name, data)
+        new = self._session.normalize_event(name, data)
         if new is None:
             return raw, None
         rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
@@ -291,7 +291,7 @@ def rewrite_body(
     out = RewriteResult(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
     try:
         text = body.decode("utf-8")
-        new = dialect.rewrite_json(text, out.tally, ctx)
+        new = dialect.normalize_body(text, out.tally, ctx)
         if new is None:
             return RewrittenBody(None, out)
         new_body = new.encode("utf-8")

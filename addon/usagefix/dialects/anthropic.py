@@ -67,7 +67,7 @@ class Anthropic:
     name = "anthropic"
     end_markers: tuple[bytes, ...] = (b"message_stop",)
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
         if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
             return None
@@ -98,7 +98,7 @@ class _MessagesStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         return b"message_start" in raw or b"message_delta" in raw
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None

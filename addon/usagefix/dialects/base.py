@@ -1,4 +1,12 @@
-"""What every dialect provides, and the tally its sessions fill in."""
+"""What every dialect provides, and the tally its sessions fill in.
+
+The verbs, one meaning each: a dialect *normalizes* usage and the result goes to the client.
+`normalize_body` takes a whole JSON body's text, `normalize_event` one stream event's data (both
+return the new text, or None to leave it as it was); the engine (`dialects/engine.py`) underneath
+has `normalize_object` (an event or body, parsed, with its text) and `normalize_usage` (one usage
+block: returns the block to emit). "Rewrite" names only what the rewriter (`rewriter.py`) does to
+the bytes of a response.
+"""
 
 from __future__ import annotations
 
@@ -114,8 +122,8 @@ class StreamSession(Protocol):
         """A cheap byte test, run on every event: False means the event passes untouched."""
         ...
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
-        """The new `data` of a usage-bearing event, or None to leave the event as it was.
+    def normalize_event(self, name: str | None, data: str) -> str | None:
+        """The new `data` of a usage-bearing event (`""` drops it), or None to leave it as it was.
 
         May raise `UsageShapeError` (recorded `invalid_usage`, event untouched) or, on data that is
         not JSON or nested too deep to parse, a JSON error or `RecursionError` (recorded
@@ -138,7 +146,7 @@ class Dialect(Protocol):
         substring: a text delta may say "[DONE]")."""
         ...
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""
         ...
 

@@ -99,7 +99,7 @@ class Bedrock:
     # streams end with a chunk whose base64 payload carries the invocation metrics.
     end_markers: tuple[bytes, ...] = (b"messageStop", b"metadata", *_base64_needles(_METRICS.encode()))
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
         usage = obj.get("usage") if isinstance(obj, dict) else None
         if isinstance(usage, dict) and "inputTokens" in usage:
@@ -137,7 +137,7 @@ class _BedrockStream:
         # every `chunk` frame is a candidate (they are few and small).
         return b"metadata" in raw or b"chunk" in raw
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None

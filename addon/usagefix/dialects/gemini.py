@@ -83,7 +83,7 @@ class Gemini:
     name = "gemini"
     end_markers: tuple[bytes, ...] = (b"finishReason",)
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
         if not isinstance(obj, dict):
             return None
@@ -109,7 +109,7 @@ class _GeminiStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         return b"usageMetadata" in raw
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None
