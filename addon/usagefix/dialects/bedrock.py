@@ -23,6 +23,7 @@ from typing import Any
 
 from usagefix.dialects import anthropic
 from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.fieldmap import read_fields
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.normalize import ExclusiveReport, Reader, normalize_exclusive
 
@@ -106,8 +107,10 @@ class Bedrock:
             observe_converse(usage, tally)
         elif isinstance(usage, dict) and "input_tokens" in usage:
             # A Claude model through InvokeModel answers in Anthropic's own Messages body.
-            report, reader = anthropic.read_report(usage)
-            tally.observe(unapplied(normalize_exclusive(report, reader)), usage, None, final=True)
+            read = read_fields(usage, anthropic.SPEC.fields)
+            tally.observe(
+                unapplied(anthropic.DIALECT.normalize_read(read, ctx, None)), usage, None, final=True
+            )
         elif isinstance(obj, dict) and isinstance(obj.get("amazon-bedrock-invocationMetrics"), dict):
             observe_invocation_metrics(obj["amazon-bedrock-invocationMetrics"], tally)
         else:

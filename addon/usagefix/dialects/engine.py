@@ -20,6 +20,7 @@ from typing import Any
 
 from usagefix.dialects.base import Context, Session, Tally, unapplied
 from usagefix.dialects.fieldmap import Read, any_headline, emit, explain, read_fields
+from usagefix.dialects.merging import ReplaceByFieldSession
 from usagefix.dialects.spec import DialectSpec
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import (
@@ -98,7 +99,7 @@ class FieldMapDialect:
             obj = None
         if isinstance(obj, dict):
             return self.ends(obj, name)
-        return name in self.spec.end_events or data.strip() in self.spec.end_events
+        return name in self.spec.end_events
 
     def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
@@ -107,7 +108,9 @@ class FieldMapDialect:
         new = self.normalize_object(obj, text, tally, ctx, final=True)
         return None if new == text else new
 
-    def stream_session(self, tally: Tally, ctx: Context) -> FieldMapSession:
+    def stream_session(self, tally: Tally, ctx: Context) -> FieldMapSession | ReplaceByFieldSession:
+        if self.spec.cumulative == "replace_by_field":
+            return ReplaceByFieldSession(self, tally, ctx)
         return FieldMapSession(self, tally, ctx)
 
     # -- the engine ---------------------------------------------------------------------------
@@ -120,6 +123,8 @@ class FieldMapDialect:
 
     def finished(self, obj: Mapping[str, Any], name: str | None) -> bool:
         """Whether the usage of an event is the response's last word on it (R8)."""
+        if self.spec.finished_by is None and self.spec.final_events:
+            return obj.get("type", name) in self.spec.final_events
         if self.spec.finished_by is None:
             return self.ends(obj, name)
         key, flag = self.spec.finished_by
@@ -171,7 +176,7 @@ class FieldMapDialect:
         `final`: this block is the response's last word on usage (R8); a partial snapshot leaves
         the response unmeasured until one is."""
         spec = self.spec
-        if not any_headline(usage, spec.fields):
+        if spec.absent_headline != "zero" and not any_headline(usage, spec.fields):
             return None  # `{}` or all-null: no count at all, no snapshot (unmeasured, not invalid)
         read = read_fields(usage, spec.fields)
         if self.check is not None:
@@ -187,7 +192,7 @@ class FieldMapDialect:
             tally.upstream_usage = tally.emitted_usage = dict(usage)
             return None
         model = ctx.model or model
-        outcome = self._normalize(read, ctx, model)
+        outcome = self.normalize_read(read, ctx, model)
         if self.judge is not None:
             self.judge(outcome, read, ctx, model, tally)
         if ctx.observe_only or spec.observe_only:
@@ -202,7 +207,8 @@ class FieldMapDialect:
         tally.observe(outcome, usage, emitted, final=final, extra=extra)
         return emitted
 
-    def _normalize(self, read: Read, ctx: Context, model: str | None) -> Outcome:
+    def normalize_read(self, read: Read, ctx: Context, model: str | None) -> Outcome:
+        """The canonical usage of a block as read, by the spec's kinds (and the hooks)."""
         input_head = read.count("input_total", "headline") or 0
         output_head = read.count("output_total", "headline") or 0
         if self.exclusive:
@@ -212,6 +218,8 @@ class FieldMapDialect:
                     output=output_head,
                     cache_read=read.count("cache_read", "beside"),
                     cache_write=read.count("cache_write", "beside"),
+                    cache_write_5m=read.count("cache_write_5m", "subset"),
+                    cache_write_1h=read.count("cache_write_1h", "subset"),
                     reasoning=read.count("reasoning", "subset"),
                 ),
                 read.reader,

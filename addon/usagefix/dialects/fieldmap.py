@@ -17,7 +17,7 @@ from typing import Any
 from usagefix.dialects.spec import Field
 from usagefix.normalize import Fired, Reader
 
-__all__ = ["Read", "any_headline", "emit", "explain", "read_fields", "slot"]
+__all__ = ["Read", "any_headline", "clamped", "emit", "explain", "read_fields", "slot"]
 
 # What a unit's counts are called in a rule's reason.
 _NOUNS = {
@@ -166,6 +166,25 @@ def _clamp(value: Any, pattern: re.Pattern[str], untouched: tuple[str, ...], whe
     return out
 
 
+def clamped(
+    usage: Mapping[str, Any], read: Read, untouched: tuple[str, ...] = (), count_keys: str | None = None
+) -> dict[str, Any] | None:
+    """`usage` with its negative counts set to 0 (I4: the client gets the 0 the reader read), as
+    `count_keys` says, or None when the reader clamped none."""
+    if not read.reader.fired:
+        return None
+    if count_keys is not None:
+        out: dict[str, Any] = _clamp(usage, re.compile(count_keys), untouched)
+        return out
+    new = dict(usage)
+    for name in (n for fired in read.reader.fired for n in fired.changes):
+        *parents, leaf = name.split(".")
+        holder = _holder(new, parents, create=False)
+        if holder is not None and not _under(name, untouched) and leaf in holder:
+            holder[leaf] = 0
+    return new
+
+
 def emit(
     usage: Mapping[str, Any],
     fields: tuple[Field, ...],
@@ -201,15 +220,7 @@ def emit(
             del holder[k]
         if value is not None and (holder.get(leaf) is not None or add):
             holder[leaf] = value
-    if read.reader.fired:  # I4 clamped a count while reading it: the client gets the 0 too
-        if count_keys is not None:
-            new = _clamp(new, re.compile(count_keys), untouched)
-        else:
-            for name in (n for fired in read.reader.fired for n in fired.changes):
-                *parents, leaf = name.split(".")
-                holder = _holder(new, parents, create=False)
-                if holder is not None and not _under(name, untouched) and leaf in holder:
-                    holder[leaf] = 0
+    new = clamped(new, read, untouched, count_keys) or new
     return None if new == usage else new
 
 

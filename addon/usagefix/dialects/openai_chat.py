@@ -68,6 +68,9 @@ def judge_translated(outcome: Outcome, read: Read, ctx: Context, model: str | No
 
 
 class OpenAIChat(FieldMapDialect):
+    def is_end(self, name: str | None, data: str) -> bool:
+        return data.strip() == "[DONE]"  # data, not JSON: the one end event Chat has
+
     def stream_session(self, tally: Tally, ctx: Context) -> _ChatStream:
         return _ChatStream(self, tally, ctx)
 

@@ -24,7 +24,16 @@ COMMON_FRAMINGS: dict[str, Framing] = {
     "application/vnd.amazon.eventstream": "eventstream",
 }
 
-Unit = Literal["input_total", "cache_read", "cache_write", "output_total", "reasoning", "total"]
+Unit = Literal[
+    "input_total",
+    "cache_read",
+    "cache_write",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output_total",
+    "reasoning",
+    "total",
+]
 Kind = Literal["headline", "subset", "beside"]
 
 
@@ -124,6 +133,9 @@ class DialectSpec(_Strict):
     absent_headline: Literal["unreported", "invalid", "zero"] = "unreported"
     """A headline count left out while another is reported: unknown (`unreported:KEY`, the
     response unmeasured), a malformed block (`invalid_usage`), or 0 (proto3 omits zeros)."""
+    final_events: tuple[str, ...] = ()
+    """The events whose usage is final (R8), when `finished_by` is None and they are not the end
+    events (Anthropic's `message_delta`, before `message_stop`)."""
     count_keys: str | None = None
     """When a count was negative (I4), every negative number whose key fully matches this pattern
     becomes 0, at any depth outside `untouched`. None: only the counts the field map reads."""
