@@ -69,6 +69,8 @@ class Tally:
     """The last usage block the client received."""
     fired: list[Fired] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
+    peak: int = 0
+    """The largest total of the snapshots so far (a `last_snapshot` dialect flags a final one below it)."""
 
     def observe(
         self,

@@ -19,17 +19,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from usagefix.dialects.base import Context, Session, Tally, unapplied
-from usagefix.dialects.fieldmap import Read, any_headline, emit, explain, read_fields
+from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields
 from usagefix.dialects.merging import ReplaceByFieldSession
 from usagefix.dialects.spec import DialectSpec
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import (
     Declared,
     ExclusiveReport,
+    GeminiReport,
     InclusiveReport,
     Outcome,
     UsageShapeError,
     normalize_exclusive,
+    normalize_gemini,
     normalize_inclusive,
 )
 from usagefix.usage import CanonicalUsage
@@ -83,6 +85,8 @@ class FieldMapDialect:
         caches = [f for f in spec.fields if f.unit in ("cache_read", "cache_write")]
         self.exclusive = any(f.kind == "beside" for f in caches)
         """Cache counts stand beside the input headline (Anthropic-like), not inside it."""
+        self.extras_beside = any(f.kind == "beside" for f in spec.fields if f not in caches)
+        """Other counts stand beside their headlines, the cache inside (Gemini's sums, §4.1)."""
         markers = [e.encode() for e in spec.end_events]
         if spec.end_flag:
             markers.append(f'"{spec.end_flag}"'.encode())
@@ -176,8 +180,10 @@ class FieldMapDialect:
         `final`: this block is the response's last word on usage (R8); a partial snapshot leaves
         the response unmeasured until one is."""
         spec = self.spec
-        if spec.absent_headline != "zero" and not any_headline(usage, spec.fields):
+        if spec.skips == "no_count" and not any_headline(usage, spec.fields):
             return None  # `{}` or all-null: no count at all, no snapshot (unmeasured, not invalid)
+        if spec.skips == "no_key" and not any_key(usage, spec.fields):
+            return None
         read = read_fields(usage, spec.fields)
         if self.check is not None:
             self.check(usage, read, tally)
@@ -193,15 +199,29 @@ class FieldMapDialect:
             return None
         model = ctx.model or model
         outcome = self.normalize_read(read, ctx, model)
+        if spec.cumulative == "last_snapshot":
+            if final and outcome.after.total < tally.peak:
+                # The final snapshot is authoritative and cumulative: one below an earlier snapshot
+                # means that one was too large, and it has already gone to the client. (Gemini's
+                # snapshots between server-side tool turns may dip; the final one covers them all.)
+                tally.flag("snapshot_decreased")
+            tally.peak = max(tally.peak, outcome.after.total)
         if self.judge is not None:
             self.judge(outcome, read, ctx, model, tally)
         if ctx.observe_only or spec.observe_only:
             tally.observe(unapplied(outcome), usage, None, final=final)
             return None
         rules = {f.rule for f in outcome.fired}
-        want = self._want(outcome.after)
+        want = self._want(outcome.after, read)
         emitted = emit(
-            usage, spec.fields, read, want, rules, untouched=spec.untouched, count_keys=spec.count_keys
+            usage,
+            spec.fields,
+            read,
+            want,
+            rules,
+            untouched=spec.untouched,
+            count_keys=spec.count_keys,
+            absent_zero=spec.absent_headline == "zero",
         )
         extra = explain(usage, emitted, spec.fields, read) if emitted else ()
         tally.observe(outcome, usage, emitted, final=final, extra=extra)
@@ -224,6 +244,16 @@ class FieldMapDialect:
                 ),
                 read.reader,
             )
+        if self.extras_beside:
+            gemini_report = GeminiReport(
+                prompt=input_head,
+                candidates=output_head,
+                cached=read.count("cache_read", "subset"),
+                thoughts=read.count("reasoning", "beside"),
+                tool_use=read.count("input_total", "beside"),
+                total=read.count("total", "headline"),
+            )
+            return normalize_gemini(gemini_report, read.reader)
         p = ctx.profile
         declared = (
             Declared()
@@ -241,16 +271,23 @@ class FieldMapDialect:
         by_gemini = self.from_gemini is not None and self.from_gemini(model)
         return normalize_inclusive(report, read.reader, declared, from_gemini=by_gemini)
 
-    def _want(self, u: CanonicalUsage) -> dict[str, int | None]:
-        """Each slot's count in the normalized usage."""
+    def _want(self, u: CanonicalUsage, read: Read) -> dict[str, int | None]:
+        """Each slot's count in the normalized usage: a headline without the counts reported
+        beside it (they stand next to it: Anthropic's cache, Gemini's tool-use prompt and thoughts)."""
+        beside_in = sum(
+            read.count(unit, "beside") or 0 for unit in ("input_total", "cache_read", "cache_write")
+        )
+        beside_out = (u.reasoning or 0) if "reasoning/beside" in read.counts else 0
         return {
-            "input_total/headline": u.input_uncached if self.exclusive else u.input_total,
-            "output_total/headline": u.output_total,
+            "input_total/headline": u.input_total - beside_in,
+            "input_total/beside": read.count("input_total", "beside"),
+            "output_total/headline": u.output_total - beside_out,
             "cache_read/subset": u.cache_read,
             "cache_read/beside": u.cache_read,
             "cache_write/subset": u.cache_write,
             "cache_write/beside": u.cache_write,
             "reasoning/subset": u.reasoning,
+            "reasoning/beside": u.reasoning,
             "total/headline": u.total,
         }
 

@@ -17,7 +17,7 @@ from typing import Any
 from usagefix.dialects.spec import Field
 from usagefix.normalize import Fired, Reader
 
-__all__ = ["Read", "any_headline", "clamped", "emit", "explain", "read_fields", "slot"]
+__all__ = ["Read", "any_headline", "any_key", "clamped", "emit", "explain", "read_fields", "slot"]
 
 # What a unit's counts are called in a rule's reason.
 _NOUNS = {
@@ -83,6 +83,11 @@ class Read:
     def source(self, f: Field) -> str | None:
         found = self.counts.get(slot(f))
         return None if found is None else found[1]
+
+
+def any_key(block: Mapping[str, Any], fields: tuple[Field, ...]) -> bool:
+    """Whether any of the field map's keys (or aliases) is there, null included."""
+    return any(_sent(block, k) for f in fields for k in (f.key, *f.aliases))
 
 
 def any_headline(block: Mapping[str, Any], fields: tuple[Field, ...]) -> bool:
@@ -194,6 +199,7 @@ def emit(
     *,
     untouched: tuple[str, ...] = (),
     count_keys: str | None = None,
+    absent_zero: bool = False,
 ) -> dict[str, Any] | None:
     """`usage` carrying the counts `want` (by slot), or None when it already does.
 
@@ -208,6 +214,9 @@ def emit(
             continue
         *parents, leaf = f.key.split(".")
         add = value is not None and _adds(f, usage, read, rules)
+        changed = value != (read.count(f.unit, f.kind) or 0)
+        if absent_zero and f.kind == "headline" and f.unit != "total" and changed:
+            add = True  # a headline left out reads as 0; a rule that changed it writes it (R1)
         holder = _holder(new, parents, create=add)
         if holder is None:
             continue

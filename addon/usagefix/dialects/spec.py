@@ -136,6 +136,10 @@ class DialectSpec(_Strict):
     final_events: tuple[str, ...] = ()
     """The events whose usage is final (R8), when `finished_by` is None and they are not the end
     events (Anthropic's `message_delta`, before `message_stop`)."""
+    skips: Literal["no_count", "no_key", "nothing"] = "no_count"
+    """Which usage blocks are no snapshot at all: one without a headline count (absent or null:
+    unmeasured, not invalid), one without any of the field map's keys (Vertex's
+    `{"trafficType": …}`-only snapshots), or none (Anthropic: absent counts are 0)."""
     count_keys: str | None = None
     """When a count was negative (I4), every negative number whose key fully matches this pattern
     becomes 0, at any depth outside `untouched`. None: only the counts the field map reads."""
