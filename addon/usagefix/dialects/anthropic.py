@@ -66,6 +66,7 @@ SPEC = DialectSpec(
     usage_events=("message_start", "message_delta"),
     # Absent counts read as 0, as the SDK reads them (and never written: no invented zeros).
     absent_headline="zero",
+    skips="nothing",
     final_events=("message_delta",),
     # I4: any negative number in the block becomes 0.
     count_keys=".*",
