@@ -19,22 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.canonical import outcome_of, slot_counts, sums_of
 from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields
 from usagefix.dialects.merging import ReplaceByFieldSession
 from usagefix.dialects.spec import DialectSpec
 from usagefix.jsonedit import replace_at
-from usagefix.normalize import (
-    Declared,
-    ExclusiveReport,
-    GeminiReport,
-    InclusiveReport,
-    Outcome,
-    UsageShapeError,
-    normalize_exclusive,
-    normalize_gemini,
-    normalize_inclusive,
-)
-from usagefix.usage import CanonicalUsage
+from usagefix.normalize import Outcome, UsageShapeError
 
 __all__ = ["Check", "FieldMapDialect", "FieldMapSession", "Judge", "Located", "Read", "read_fields"]
 
@@ -82,11 +72,7 @@ class FieldMapDialect:
         self.check = check
         self.from_gemini = from_gemini
         self.judge = judge
-        caches = [f for f in spec.fields if f.unit in ("cache_read", "cache_write")]
-        self.exclusive = any(f.kind == "beside" for f in caches)
-        """Cache counts stand beside the input headline (Anthropic-like), not inside it."""
-        self.extras_beside = any(f.kind == "beside" for f in spec.fields if f not in caches)
-        """Other counts stand beside their headlines, the cache inside (Gemini's sums, §4.1)."""
+        self.sums = sums_of(spec.fields)
         markers = [e.encode() for e in spec.end_events]
         if spec.end_flag:
             markers.append(f'"{spec.end_flag}"'.encode())
@@ -212,7 +198,7 @@ class FieldMapDialect:
             tally.observe(unapplied(outcome), usage, None, final=final)
             return None
         rules = {f.rule for f in outcome.fired}
-        want = self._want(outcome.after, read)
+        want = slot_counts(outcome.after, read)
         emitted = emit(
             usage,
             spec.fields,
@@ -229,67 +215,8 @@ class FieldMapDialect:
 
     def normalize_read(self, read: Read, ctx: Context, model: str | None) -> Outcome:
         """The canonical usage of a block as read, by the spec's kinds (and the hooks)."""
-        input_head = read.count("input_total", "headline") or 0
-        output_head = read.count("output_total", "headline") or 0
-        if self.exclusive:
-            return normalize_exclusive(
-                ExclusiveReport(
-                    uncached=input_head,
-                    output=output_head,
-                    cache_read=read.count("cache_read", "beside"),
-                    cache_write=read.count("cache_write", "beside"),
-                    cache_write_5m=read.count("cache_write_5m", "subset"),
-                    cache_write_1h=read.count("cache_write_1h", "subset"),
-                    reasoning=read.count("reasoning", "subset"),
-                ),
-                read.reader,
-            )
-        if self.extras_beside:
-            gemini_report = GeminiReport(
-                prompt=input_head,
-                candidates=output_head,
-                cached=read.count("cache_read", "subset"),
-                thoughts=read.count("reasoning", "beside"),
-                tool_use=read.count("input_total", "beside"),
-                total=read.count("total", "headline"),
-            )
-            return normalize_gemini(gemini_report, read.reader)
-        p = ctx.profile
-        declared = (
-            Declared()
-            if p is None
-            else Declared(p.prompt_cache_reads, p.prompt_cache_writes, p.completion_reasoning)
-        )
-        report = InclusiveReport(
-            input_head,
-            output_head,
-            read.count("cache_read", "subset"),
-            read.count("cache_write", "subset"),
-            read.count("reasoning", "subset"),
-            read.count("total", "headline"),
-        )
         by_gemini = self.from_gemini is not None and self.from_gemini(model)
-        return normalize_inclusive(report, read.reader, declared, from_gemini=by_gemini)
-
-    def _want(self, u: CanonicalUsage, read: Read) -> dict[str, int | None]:
-        """Each slot's count in the normalized usage: a headline without the counts reported
-        beside it (they stand next to it: Anthropic's cache, Gemini's tool-use prompt and thoughts)."""
-        beside_in = sum(
-            read.count(unit, "beside") or 0 for unit in ("input_total", "cache_read", "cache_write")
-        )
-        beside_out = (u.reasoning or 0) if "reasoning/beside" in read.counts else 0
-        return {
-            "input_total/headline": u.input_total - beside_in,
-            "input_total/beside": read.count("input_total", "beside"),
-            "output_total/headline": u.output_total - beside_out,
-            "cache_read/subset": u.cache_read,
-            "cache_read/beside": u.cache_read,
-            "cache_write/subset": u.cache_write,
-            "cache_write/beside": u.cache_write,
-            "reasoning/subset": u.reasoning,
-            "reasoning/beside": u.reasoning,
-            "total/headline": u.total,
-        }
+        return outcome_of(read, self.sums, ctx, from_gemini=by_gemini)
 
 
 class FieldMapSession(Session):
