@@ -10,7 +10,6 @@ the bytes of a response.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["NO_CONTEXT", "Context", "Dialect", "Session", "StreamSession", "Tally", "event_type", "unapplied"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "Session", "StreamSession", "Tally", "unapplied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +104,6 @@ class Session:
         self.tally = tally
         self.ctx = ctx
         self.observe_only = ctx.observe_only
-
-
-def event_type(name: str | None, data: str) -> object:
-    """An event's type: the `type` of its JSON object, else its SSE event name (never a byte
-    search: a text delta may say `message_stop`)."""
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        obj = None
-    return obj.get("type", name) if isinstance(obj, dict) else name
 
 
 class StreamSession(Protocol):
