@@ -206,6 +206,19 @@ def test_an_ndjson_stream_is_rewritten_by_the_spec() -> None:
     assert rw.ended and rw.result.tally.final_seen
 
 
+def test_a_chat_block_with_one_headline_and_not_the_other_is_invalid() -> None:
+    result = rewrite_body(DIALECTS["openai_chat"], b'{"usage": {"prompt_tokens": 3, "total_tokens": 3}}')
+    assert result.body is None
+    assert result.result.tally.anomalies == ["invalid_usage: usage has no prompt_tokens or completion_tokens"]
+
+
+def test_the_i4_pattern_clamps_every_negative_count_but_what_is_untouched() -> None:
+    d = FieldMapDialect(spec(untouched=("billed",), count_keys=r".*"))
+    body = '{"usage": {"in": -1, "out": 2, "billed": {"in": -3}, "extra": {"n": -2}}}'
+    new = d.normalize_body(body, Tally(), Context())
+    assert new == '{"usage": {"in": 0, "out": 2, "billed": {"in": -3}, "extra": {"n": 0}}}'
+
+
 def test_cohere_checks_billed_units_only_beside_tokens() -> None:
     from usagefix.dialects.cohere import check_billed
 

@@ -154,9 +154,9 @@ def _adds(f: Field, usage: Mapping[str, Any], read: Read, rules: set[str]) -> bo
     return any(c.alias == source for c in f.copies) or bool(rules & set(f.added_by))
 
 
-def _clamp(value: Any, pattern: re.Pattern[str], untouched: tuple[str, ...], where: str = "") -> Any:
-    if not isinstance(value, Mapping):
-        return value
+def _clamp(
+    value: Mapping[str, Any], pattern: re.Pattern[str], untouched: tuple[str, ...], where: str = ""
+) -> dict[str, Any]:
     out = {}
     for k, v in value.items():
         name = f"{where}{k}"

@@ -74,6 +74,11 @@ class ReplaceByFieldSession(Session):
                     self.snapshot.pop(self.split, None)  # its split no longer adds up
             self.snapshot[k] = v
 
+    def _adds_up(self, split: Mapping[str, Any]) -> bool:
+        """Whether the snapshot's split sums to the count it splits."""
+        parts = [split.get(k) for k in self.split_parts]
+        return sum(v for v in parts if isinstance(v, int)) == self.snapshot.get(self.split_of or "")
+
     def _later(
         self, data: str, path: list[str | int], usage: dict[str, Any], own: Read, kind: str, model: str | None
     ) -> str | None:
@@ -92,10 +97,8 @@ class ReplaceByFieldSession(Session):
             # A split in the snapshot is an object: reading rejects any other before a block
             # is merged (UsageShapeError).
             split = snap.get(self.split) if self.split is not None else None
-            if split is not None and self.split is not None and usage.get(self.split) is None:
-                parts = [split.get(k) for k in self.split_parts]
-                if sum(v for v in parts if isinstance(v, int)) == snap.get(self.split_of or ""):
-                    full[self.split] = split
+            if split is not None and usage.get(self.split or "") is None and self._adds_up(split):
+                full[self.split or ""] = split
             emitted = _with_snapshot(clamp, full, self.order, self.split)
             reason = (
                 f"{kind} lacked "
