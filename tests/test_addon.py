@@ -313,7 +313,7 @@ def test_a_bug_in_the_rewriter_forwards_the_original_bytes(monkeypatch: pytest.M
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(openai_chat, "rewrite_usage", boom)
+    monkeypatch.setattr(openai_chat.DIALECT, "normalize_usage", boom)
     addon = UsageFix()
     with taddons.context(addon):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")

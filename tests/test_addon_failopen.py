@@ -109,7 +109,7 @@ def test_log_lines_name_the_flow(monkeypatch: pytest.MonkeyPatch, caplog: pytest
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(openai_chat, "rewrite_usage", boom)
+    monkeypatch.setattr(openai_chat.DIALECT, "normalize_usage", boom)
     addon = UsageFix()
     with taddons.context(addon), caplog.at_level(logging.INFO):
         f = llm_flow(FOUNDING_SSE, "text/event-stream")

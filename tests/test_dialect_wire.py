@@ -214,13 +214,13 @@ def test_done_makes_only_a_seen_snapshot_final() -> None:
     # every event its byte test lets through, `[DONE]` included.)
     tally = Tally()
     session = DIALECTS["openai_chat"].stream_session(tally, Context())
-    assert session.rewrite_event(None, "[DONE]") is None
+    assert session.normalize_event(None, "[DONE]") is None
     assert (tally.snapshots, tally.final_seen) == (0, False)
     partial = {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23}
     unfinished = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}], "usage": partial}
-    assert session.rewrite_event(None, json.dumps(unfinished)) is None
+    assert session.normalize_event(None, json.dumps(unfinished)) is None
     assert (tally.snapshots, tally.final_seen) == (1, False)
-    assert session.rewrite_event(None, "[DONE]") is None
+    assert session.normalize_event(None, "[DONE]") is None
     assert tally.final_seen is True
 
 

@@ -114,8 +114,8 @@ def test_framing_derives_from_the_spec() -> None:
 _COST_AND_SESSIONS = {"conversation.py", "price_models.py", "transcript.py"}
 
 NAMED_ELSEWHERE = {
-    # stream usage is asked for in Chat only; a log line's example
-    "openai_chat": {"addon.py", "talk.py", *_COST_AND_SESSIONS},
+    # stream usage is asked for in Chat only; a log line's example; Responses shares Chat's hooks
+    "openai_chat": {"addon.py", "talk.py", "dialects/openai_responses.py", *_COST_AND_SESSIONS},
     "openai_responses": {*_COST_AND_SESSIONS},
     # InvokeModel answers Claude in Anthropic's own body; `x-api-key` is Anthropic's secret header;
     # `anthropic-beta` tells Claude Code; the genai-prices provider in an override's example.
@@ -127,7 +127,7 @@ NAMED_ELSEWHERE = {
         *_COST_AND_SESSIONS,
     },
     # a Gemini model behind an OpenAI dialect (R3); Gemini CLI's User-Agent
-    "gemini": {"dialects/inclusive.py", "sessions.py", *_COST_AND_SESSIONS},
+    "gemini": {"dialects/openai_chat.py", "sessions.py", *_COST_AND_SESSIONS},
     "bedrock": {"dialects/base.py", *_COST_AND_SESSIONS},  # InvokeModel's counts in response headers
     "ollama": set(),
     "cohere": set(),
@@ -172,22 +172,22 @@ def test_an_exclusive_field_map_is_normalized_as_exclusive() -> None:
     d = FieldMapDialect(spec(fields=fields, untouched=("billed",)))
     tally = Tally()
     body = '{"usage": {"in": -2, "read": 10, "out": 3}}'
-    assert d.rewrite_json(body, tally, Context()) == '{"usage": {"in": 0, "read": 10, "out": 3}}'
+    assert d.normalize_body(body, tally, Context()) == '{"usage": {"in": 0, "read": 10, "out": 3}}'
     assert tally.after is not None and tally.after.input_total == 10
     # Never written under `untouched`, even where a count would change.
-    assert d.rewrite_json('{"usage": {"billed": {"in": -1}, "out": 1}}', Tally(), Context()) is None
+    assert d.normalize_body('{"usage": {"billed": {"in": -1}, "out": 1}}', Tally(), Context()) is None
 
 
 def test_the_engine_leaves_what_is_not_its_usage() -> None:
     d = FieldMapDialect(spec())
     for body in ("[]", '{"usage": 3}', '{"other": {}}', '{"usage": {"in": null, "out": null}}'):
         tally = Tally()
-        assert d.rewrite_json(body, tally, Context()) is None
+        assert d.normalize_body(body, tally, Context()) is None
         assert tally.snapshots == 0
     assert not d.is_end(None, "not json") and not d.is_end(None, "[1]")
     assert d.is_end("end", "{}") and not d.is_end("other", '{"type": "x"}')
     session = d.stream_session(Tally(), Context())
-    assert session.rewrite_event(None, "[]") is None
+    assert session.normalize_event(None, "[]") is None
 
 
 def test_observe_only_records_what_would_be_repaired() -> None:
@@ -204,6 +204,19 @@ def test_an_ndjson_stream_is_rewritten_by_the_spec() -> None:
     out, rw = rewrite_stream(DIALECTS["ollama"], body, framing="ndjson")
     assert json.loads(out.splitlines()[1]) == {"done": True, "prompt_eval_count": 5, "eval_count": 0}
     assert rw.ended and rw.result.tally.final_seen
+
+
+def test_a_chat_block_with_one_headline_and_not_the_other_is_invalid() -> None:
+    result = rewrite_body(DIALECTS["openai_chat"], b'{"usage": {"prompt_tokens": 3, "total_tokens": 3}}')
+    assert result.body is None
+    assert result.result.tally.anomalies == ["invalid_usage: usage has no prompt_tokens or completion_tokens"]
+
+
+def test_the_i4_pattern_clamps_every_negative_count_but_what_is_untouched() -> None:
+    d = FieldMapDialect(spec(untouched=("billed",), count_keys=r".*"))
+    body = '{"usage": {"in": -1, "out": 2, "billed": {"in": -3}, "extra": {"n": -2}}}'
+    new = d.normalize_body(body, Tally(), Context())
+    assert new == '{"usage": {"in": 0, "out": 2, "billed": {"in": -3}, "extra": {"n": 0}}}'
 
 
 def test_cohere_checks_billed_units_only_beside_tokens() -> None:

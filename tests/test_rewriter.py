@@ -112,8 +112,8 @@ class _Wrapped:
         self.name = inner.name
         self.end_markers = inner.end_markers
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        return self.inner.rewrite_json(text, tally, ctx)
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
+        return self.inner.normalize_body(text, tally, ctx)
 
     def is_end(self, name: str | None, data: str) -> bool:
         return self.inner.is_end(name, data)
@@ -141,10 +141,10 @@ class _WrappedSession:
             self.armed = True  # fail in the first rewrite from here (an event with data)
         return self.armed or self.inner.might_carry_usage(raw)
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         if self.armed:
             raise self.spec.exc
-        new = self.inner.rewrite_event(name, data)
+        new = self.inner.normalize_event(name, data)
         return new if self.spec.rewrite else None
 
 
@@ -171,7 +171,7 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
     complete_events = counting._session.seen  # type: ignore[attr-defined]
     k = data.draw(st.integers(0, max(complete_events - 1, 0)), label="k")
     exc = data.draw(st.sampled_from(_exceptions(f"planted at event {k}")), label="exception")
-    method = data.draw(st.sampled_from(["might_carry_usage", "rewrite_event"]), label="method")
+    method = data.draw(st.sampled_from(["might_carry_usage", "normalize_event"]), label="method")
     chunks = data.draw(chunkings(body), label="chunks")
 
     # A session that rewrites nothing: the client gets exactly the upstream's bytes.
@@ -180,8 +180,8 @@ def test_a_failing_dialect_never_costs_a_byte(upstream: Path, data: st.DataObjec
     rec = record(rw)
     if rw.result.error is not None:
         assert rec["status"] == "passthrough_error" and f"planted at event {k}" in rec["error"]
-    else:  # a rewrite_event failure at k, but no event with data from k on
-        assert method == "rewrite_event"
+    else:  # a normalize_event failure at k, but no event with data from k on
+        assert method == "normalize_event"
 
     # One that rewrites the events before k: the same whatever the chunking, and the record
     # rebuilds the upstream's bytes.
@@ -287,7 +287,7 @@ def test_after_a_failure_everything_passes_untouched_and_the_log_names_the_flow(
 
 def test_a_failure_keeps_the_snapshots_the_client_got() -> None:
     body = (GOLDEN / "anthropic" / "fix-cached-delta-crlf.upstream.sse").read_bytes()
-    rw = StreamRewriter(_Wrapped(DIALECTS["anthropic"], 4, KeyError("x"), "rewrite_event"))
+    rw = StreamRewriter(_Wrapped(DIALECTS["anthropic"], 4, KeyError("x"), "normalize_event"))
     out = run(rw, [body])
     rec = record(rw)
     assert rec["status"] == "passthrough_error"
@@ -627,7 +627,7 @@ def test_abandon_hands_back_what_is_held_once_and_keeps_the_first_reason() -> No
 
 
 class _FailingBody(_Wrapped):
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         raise self.exc
 
 

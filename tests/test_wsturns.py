@@ -63,10 +63,10 @@ def test_bad_messages_go_as_they_came_and_are_flagged(text: str, flag: str) -> N
 
 
 def test_a_failing_dialect_costs_the_turn_not_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*args: object) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(type(REALTIME), "_rewrite", boom)
+    monkeypatch.setattr(type(REALTIME), "normalize_object", boom)
     done = json.dumps(
         {"type": "response.done", "response": {"usage": {"input_tokens": 1, "output_tokens": 1}}}
     )

@@ -1,15 +1,17 @@
 """Pure normalization: what an upstream reported → canonical usage, and the rules that fired.
 
 Rule IDs are those of reference/usage-semantics.md §8.2 (invariants I1–I4) and §8.4 (repairs
-R1–R8). We repair only what is provably wrong, and say which rule did it and why.
+R1–R8). We repair only what is provably wrong, and say which rule did it and why. This module
+holds the inclusive (OpenAI-shaped) rules; `native_sums.py` reads Anthropic's and Gemini's own
+sums; `reading.py` has what every normalization reads with and returns (re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from usagefix.native_sums import ExclusiveReport, GeminiReport, normalize_exclusive, normalize_gemini
+from usagefix.reading import Fired, Outcome, Reader, UsageShapeError, carried, positive
 from usagefix.usage import CanonicalUsage
 
 __all__ = [
@@ -25,73 +27,6 @@ __all__ = [
     "normalize_gemini",
     "normalize_inclusive",
 ]
-
-
-class UsageShapeError(ValueError):
-    """A usage block is not shaped as its dialect says (a count that is not a number, …)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    """One rule that changed a value, with the canonical fields it changed: name → (before, after)."""
-
-    rule: str
-    reason: str
-    changes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The upstream's own reading (`before`), the repaired one (`after`), and why they differ."""
-
-    before: CanonicalUsage
-    after: CanonicalUsage
-    fired: tuple[Fired, ...] = ()
-    anomalies: tuple[str, ...] = ()
-
-
-class Reader:
-    """Reads counts out of a usage block, clamping negatives to 0 (I4) and noting it."""
-
-    def __init__(self) -> None:
-        self.fired: list[Fired] = []
-        self.anomalies: list[str] = []
-
-    def count(self, block: Mapping[str, Any] | None, key: str, where: str = "") -> int | None:
-        """The count at `key`, or None when absent or null."""
-        if block is None:
-            return None
-        v = block.get(key)
-        if v is None:
-            return None
-        name = f"{where}{key}"
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise UsageShapeError(f"{name} is {v!r}, not a count")
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise UsageShapeError(f"{name} is {v!r}, not a whole count")
-            v = int(v)
-        if v < 0:
-            self.fired.append(Fired("I4", f"{name} was negative; counts are never negative", {name: (v, 0)}))
-            self.anomalies.append(f"negative_count:{name}")
-            return 0
-        return v
-
-    @staticmethod
-    def block(parent: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
-        """A nested object (`prompt_tokens_details`, …) of a usage block, or None when absent or
-        null. (Details sit one level down, so the parent is always the usage block itself.)"""
-        v = parent.get(key)
-        if v is None:
-            return None
-        if not isinstance(v, Mapping):
-            raise UsageShapeError(f"{key} is {v!r}, not an object")
-        return v
-
-
-def _carried(reader: Reader | None) -> tuple[list[Fired], list[str]]:
-    """What reading already found (I4 clamps), to start a rule function's findings with."""
-    return (list(reader.fired), list(reader.anomalies)) if reader else ([], [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +61,6 @@ class Declared:
 NOTHING_DECLARED = Declared()
 
 
-def _positive(n: int | None) -> int | None:
-    return n if n is not None and n > 0 else None
-
-
 def normalize_inclusive(
     r: InclusiveReport,
     reader: Reader | None = None,
@@ -145,7 +76,7 @@ def normalize_inclusive(
     A total is never lowered: tokens it counts that nothing explains stay in it (`unattributed`)
     and are flagged.
     """
-    fired, anomalies = _carried(reader)
+    fired, anomalies = carried(reader)
     cr, cw, rs = r.cache_read or 0, r.cache_write or 0, r.reasoning or 0
     before = CanonicalUsage(
         input_total=r.prompt,
@@ -153,7 +84,7 @@ def normalize_inclusive(
         cache_write=r.cache_write,
         output_total=r.completion,
         reasoning=r.reasoning,
-        unattributed=_positive(None if r.total is None else r.total - r.prompt - r.completion),
+        unattributed=positive(None if r.total is None else r.total - r.prompt - r.completion),
     )
     input_total, output_total = r.prompt, r.completion
 
@@ -252,98 +183,4 @@ def normalize_inclusive(
     )
     if r.total is not None and r.total != after.total:
         fired.append(Fired("I3", "total_tokens is prompt + completion", {"total": (r.total, after.total)}))
-    return Outcome(before, after, tuple(fired), tuple(dict.fromkeys(anomalies)))
-
-
-@dataclass(frozen=True, slots=True)
-class ExclusiveReport:
-    """An Anthropic-shaped block: uncached input with cache reads and writes beside it."""
-
-    uncached: int
-    output: int
-    cache_read: int | None = None
-    cache_write: int | None = None
-    cache_write_5m: int | None = None
-    cache_write_1h: int | None = None
-    reasoning: int | None = None
-
-
-def normalize_exclusive(r: ExclusiveReport, reader: Reader | None = None) -> Outcome:
-    """Read an exclusive report into canonical terms. Nothing here is provably wrong by itself,
-    so nothing is repaired beyond I4 (done by the reader); inconsistencies are flagged."""
-    fired, anomalies = _carried(reader)
-    usage = CanonicalUsage(
-        input_total=r.uncached + (r.cache_read or 0) + (r.cache_write or 0),
-        cache_read=r.cache_read,
-        cache_write=r.cache_write,
-        cache_write_5m=r.cache_write_5m,
-        cache_write_1h=r.cache_write_1h,
-        output_total=r.output,
-        reasoning=r.reasoning,
-    )
-    split = (r.cache_write_5m, r.cache_write_1h)
-    if split != (None, None) and (r.cache_write_5m or 0) + (r.cache_write_1h or 0) != (r.cache_write or 0):
-        anomalies.append("cache_creation_split_mismatch")
-    if (r.reasoning or 0) > r.output:
-        anomalies.append("reasoning_exceeds_output")
-    return Outcome(usage, usage, tuple(fired), tuple(dict.fromkeys(anomalies)))
-
-
-@dataclass(frozen=True, slots=True)
-class GeminiReport:
-    """A Gemini `usageMetadata`: prompt ⊇ cached; thoughts and tool-use prompt stand beside (§4.1).
-
-    Gemini's JSON omits zero counts (proto3), so an absent headline reads as 0; an absent
-    sub-count stays None (not reported).
-    """
-
-    prompt: int
-    candidates: int
-    cached: int | None = None
-    thoughts: int | None = None
-    tool_use: int | None = None
-    total: int | None = None
-
-
-def normalize_gemini(r: GeminiReport, reader: Reader | None = None) -> Outcome:
-    """Read Gemini's counts into canonical terms; repair R1 (cache outside prompt) and I3.
-
-    A `totalTokenCount` above the sum of its parts is kept (`unattributed`) and flagged, never
-    lowered; one below it is raised (I3).
-    """
-    fired, anomalies = _carried(reader)
-    cached, thoughts, tool_use = r.cached or 0, r.thoughts or 0, r.tool_use or 0
-    input_total, output_total = r.prompt + tool_use, r.candidates + thoughts
-    before = CanonicalUsage(
-        input_total=input_total,
-        cache_read=r.cached,
-        output_total=output_total,
-        reasoning=r.thoughts,
-        unattributed=_positive(None if r.total is None else r.total - input_total - output_total),
-    )
-    if cached > r.prompt:
-        # promptTokenCount includes cached content under the spec; less prompt than cache means
-        # a translator left the cache out.
-        fired.append(
-            Fired(
-                "R1",
-                "cache reads were left out of promptTokenCount",
-                {"input_total": (input_total, input_total + cached)},
-            )
-        )
-        input_total += cached
-        anomalies.append("exclusive_prompt_repaired")
-    gap = None if r.total is None else r.total - input_total - output_total
-    unattributed = _positive(gap)
-    if unattributed:
-        anomalies.append("total_exceeds_parts")
-    after = before.model_copy(update={"input_total": input_total, "unattributed": unattributed})
-    if r.total is not None and r.total != after.total:
-        fired.append(
-            Fired(
-                "I3",
-                "totalTokenCount is prompt + candidates + thoughts + tool-use prompt",
-                {"total": (r.total, after.total)},
-            )
-        )
     return Outcome(before, after, tuple(fired), tuple(dict.fromkeys(anomalies)))

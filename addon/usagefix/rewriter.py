@@ -2,7 +2,7 @@
 
 `StreamRewriter.feed(chunk)` returns what may go to the client now: every complete event, at
 once, untouched unless it carries usage that needed fixing. Only the incomplete tail is held.
-`rewrite_body` does the same for a whole, non-streamed JSON body.
+`rewrite_body` (`wholebody.py`, re-exported here) does the same for a whole, non-streamed JSON body.
 
 Fail open, losing nothing. As in h11, where the receive buffer alone owns the bytes not yet
 consumed, the bytes not yet returned have one owner here: the framer's buffer, plus the events
@@ -18,15 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from usagefix.dialects import NO_CONTEXT, Context, Dialect, Tally
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES, Event, Framing, make_framer
 from usagefix.normalize import UsageShapeError
 from usagefix.result import EventChange, RewriteResult, changed_span
+from usagefix.wholebody import RewrittenBody, describe, rewrite_body
 
 __all__ = [
     "EventChange",
@@ -39,10 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _describe(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(exc)).strip()
 
 
 def _save(tally: Tally) -> dict[str, Any]:
@@ -117,7 +112,7 @@ class StreamRewriter:
         try:
             events = self._framer.feed(chunk)
         except Exception as e:
-            return self._give_up(_describe(e), (), [], chunk)
+            return self._give_up(describe(e), (), [], chunk)
         return self._emit(events) if events else []
 
     def finish(self) -> list[bytes]:
@@ -127,7 +122,7 @@ class StreamRewriter:
         try:
             events = self._framer.finish()
         except Exception as e:
-            return self._give_up(_describe(e), (), [])
+            return self._give_up(describe(e), (), [])
         return self._emit(events)
 
     def abandon(self, reason: str) -> list[bytes]:
@@ -190,7 +185,7 @@ class StreamRewriter:
                 self._taken += len(raw)
                 done += 1
         except Exception as e:  # fail open: this event and everything after it go as they came
-            return self._give_up(_describe(e), events[done:], pieces)
+            return self._give_up(describe(e), events[done:], pieces)
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
 
     def _give_up(
@@ -245,7 +240,7 @@ class StreamRewriter:
                         # Python parses): this event goes untouched and is flagged; a later event
                         # (the usage chunk) is still read.
                         _restore(out.tally, saved)
-                        out.tally.flag(f"unparseable_event: {_describe(e)}")
+                        out.tally.flag(f"unparseable_event: {describe(e)}")
                 if may_end:
                     ended = self._is_end(ev, parsed)
             except Exception:
@@ -283,7 +278,7 @@ class StreamRewriter:
         raw = ev.raw
         if data is None:
             return raw, None
-        new = self._session.rewrite_event(name, data)
+        new = self._session.normalize_event(name, data)
         if new is None:
             return raw, None
         rewritten = ev.with_payload(new) if new else b""  # "" drops the whole event
@@ -295,41 +290,6 @@ class StreamRewriter:
         except ValueError:  # not UTF-8: not an end event we can tell
             return False
         return data is not None and self.dialect.is_end(name, data)
-
-
-@dataclass(frozen=True, slots=True)
-class RewrittenBody:
-    body: bytes | None
-    """The new body, or None to leave the response exactly as it was."""
-    result: RewriteResult
-
-
-def rewrite_body(
-    dialect: Dialect, body: bytes, ctx: Context = NO_CONTEXT, *, where: str = ""
-) -> RewrittenBody:
-    """Rewrite the usage of a whole JSON body; never raises."""
-    out = RewriteResult(dialect.name, streamed=False, profile=ctx.profile.name if ctx.profile else None)
-    try:
-        text = body.decode("utf-8")
-        new = dialect.rewrite_json(text, out.tally, ctx)
-        if new is None:
-            return RewrittenBody(None, out)
-        new_body = new.encode("utf-8")
-        change = changed_span(0, 0, body, new_body)
-    except UsageShapeError as e:
-        out.tally.flag(f"invalid_usage: {e}")
-        return RewrittenBody(None, out)
-    except (ValueError, UnicodeDecodeError) as e:
-        out.tally.flag(f"unparseable_body: {_describe(e)}")
-        return RewrittenBody(None, out)
-    except Exception as e:
-        out.error = _describe(e)
-        logger.warning(
-            "usagefix: %s: rewriting a body failed, forwarding it untouched: %s", where or "a body", out.error
-        )
-        return RewrittenBody(None, out)
-    out.changes.append(change)
-    return RewrittenBody(new_body, out)
 
 
 def rewrite_stream(

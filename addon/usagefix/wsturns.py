@@ -47,7 +47,7 @@ def read_turn(dialect: Dialect, text: str, index: int, ctx: Context) -> Turn | N
         session = dialect.stream_session(out.tally, ctx)
         if not session.might_carry_usage(raw):
             return None
-        new = session.rewrite_event(None, text) or None  # "" (drop the event) is not for a message
+        new = session.normalize_event(None, text) or None  # "" (drop the event) is not for a message
         if new is not None:
             out.changes.append(changed_span(index, 0, raw, new.encode("utf-8")))
     except UsageShapeError as e:

@@ -1,8 +1,15 @@
-"""What every dialect provides, and the tally its sessions fill in."""
+"""What every dialect provides, and the tally its sessions fill in.
+
+The verbs, one meaning each: a dialect *normalizes* usage and the result goes to the client.
+`normalize_body` takes a whole JSON body's text, `normalize_event` one stream event's data (both
+return the new text, or None to leave it as it was); the engine (`dialects/engine.py`) underneath
+has `normalize_object` (an event or body, parsed, with its text) and `normalize_usage` (one usage
+block: returns the block to emit). "Rewrite" names only what the rewriter (`rewriter.py`) does to
+the bytes of a response.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -10,7 +17,7 @@ from usagefix.normalize import Fired, Outcome
 from usagefix.profiles import Profile
 from usagefix.usage import CanonicalUsage
 
-__all__ = ["NO_CONTEXT", "Context", "Dialect", "Session", "StreamSession", "Tally", "event_type", "unapplied"]
+__all__ = ["NO_CONTEXT", "Context", "Dialect", "Session", "StreamSession", "Tally", "unapplied"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,8 @@ class Tally:
     """The last usage block the client received."""
     fired: list[Fired] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
+    peak: int = 0
+    """The largest total of the snapshots so far (a `last_snapshot` dialect flags a final one below it)."""
 
     def observe(
         self,
@@ -97,16 +106,6 @@ class Session:
         self.observe_only = ctx.observe_only
 
 
-def event_type(name: str | None, data: str) -> object:
-    """An event's type: the `type` of its JSON object, else its SSE event name (never a byte
-    search: a text delta may say `message_stop`)."""
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        obj = None
-    return obj.get("type", name) if isinstance(obj, dict) else name
-
-
 class StreamSession(Protocol):
     """Per-response state of a dialect over a stream of SSE events."""
 
@@ -118,8 +117,8 @@ class StreamSession(Protocol):
         is (events are joined by line ends, so no needle spans two of them)."""
         ...
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
-        """The new `data` of a usage-bearing event, or None to leave the event as it was.
+    def normalize_event(self, name: str | None, data: str) -> str | None:
+        """The new `data` of a usage-bearing event (`""` drops it), or None to leave it as it was.
 
         May raise `UsageShapeError` (recorded `invalid_usage`, event untouched) or, on data that is
         not JSON or nested too deep to parse, a JSON error or `RecursionError` (recorded
@@ -142,7 +141,7 @@ class Dialect(Protocol):
         substring: a text delta may say "[DONE]")."""
         ...
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         """The new text of a whole (non-streamed) JSON body, or None to leave it as it was."""
         ...
 

@@ -22,9 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from usagefix.dialects import anthropic
-from usagefix.dialects.base import Context, Tally, unapplied
+from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.fieldmap import Read, read_fields
 from usagefix.dialects.spec import DialectSpec, Field
-from usagefix.normalize import ExclusiveReport, Reader, normalize_exclusive
+from usagefix.normalize import Outcome
 
 __all__ = ["DIALECT", "SPEC", "Bedrock"]
 
@@ -36,39 +38,27 @@ HEADER_COUNTS = {
 }
 
 
-def _first(rd: Reader, usage: Mapping[str, Any], *keys: str) -> int | None:
-    """The first of `keys` that is reported (Nova's InvokeModel spells cache counts `…TokenCount`)."""
-    return next((v for v in (rd.count(usage, k) for k in keys) if v is not None), None)
-
-
-def observe_converse(usage: Mapping[str, Any], tally: Tally, *, final: bool = True) -> None:
-    rd = Reader()
-    report = ExclusiveReport(
-        uncached=rd.count(usage, "inputTokens") or 0,
-        output=rd.count(usage, "outputTokens") or 0,
-        cache_read=_first(rd, usage, "cacheReadInputTokens", "cacheReadInputTokenCount"),
-        cache_write=_first(rd, usage, "cacheWriteInputTokens", "cacheWriteInputTokenCount"),
-    )
-    outcome = normalize_exclusive(report, rd)
-    total = rd.count(usage, "totalTokens")
+def check_total(outcome: Outcome, read: Read, ctx: Context, model: str | None, tally: Tally) -> None:
+    """`totalTokens` includes the cache counts `inputTokens` leaves out: a total that says
+    otherwise is flagged (observe-only: never repaired)."""
+    total = read.count("total", "headline")
     if total is not None and total != outcome.after.total:
         tally.flag("bedrock_total_mismatch")
-    tally.observe(unapplied(outcome), dict(usage), None, final=final)  # observe-only: nothing applied
 
 
-def observe_invocation_metrics(metrics: Mapping[str, Any], tally: Tally) -> None:
-    observe_converse(
-        {
-            "inputTokens": metrics.get("inputTokenCount"),
-            "outputTokens": metrics.get("outputTokenCount"),
-            "cacheReadInputTokens": metrics.get("cacheReadInputTokenCount"),
-            "cacheWriteInputTokens": metrics.get("cacheWriteInputTokenCount"),
-        },
-        tally,
-    )
+def observe_invocation_metrics(
+    dialect: FieldMapDialect, metrics: Mapping[str, Any], tally: Tally, ctx: Context
+) -> None:
+    usage = {
+        "inputTokens": metrics.get("inputTokenCount"),
+        "outputTokens": metrics.get("outputTokenCount"),
+        "cacheReadInputTokens": metrics.get("cacheReadInputTokenCount"),
+        "cacheWriteInputTokens": metrics.get("cacheWriteInputTokenCount"),
+    }
+    dialect.normalize_usage(usage, tally, ctx, model=None, final=True)
 
 
-def observe_headers(ctx: Context, tally: Tally) -> bool:
+def observe_headers(dialect: FieldMapDialect, ctx: Context, tally: Tally) -> bool:
     """Observe InvokeModel's token-count headers; False when there are none."""
     values: dict[str, Any] = {}
     for key, name in HEADER_COUNTS.items():
@@ -81,7 +71,7 @@ def observe_headers(ctx: Context, tally: Tally) -> bool:
             tally.flag(f"bedrock_header_not_a_count:{name}")
     if "inputTokens" not in values or "outputTokens" not in values:
         return False
-    observe_converse(values, tally)
+    dialect.normalize_usage(values, tally, ctx, model=None, final=True)
     return True
 
 
@@ -93,29 +83,35 @@ def _base64_needles(text: bytes) -> tuple[bytes, ...]:
 _METRICS = "amazon-bedrock-invocationMetrics"
 
 
-class Bedrock:
-    name = "bedrock"
-    # ConverseStream ends with messageStop then metadata (named in a header); InvokeModel
-    # streams end with a chunk whose base64 payload carries the invocation metrics.
-    end_markers: tuple[bytes, ...] = (b"messageStop", b"metadata", *_base64_needles(_METRICS.encode()))
+class Bedrock(FieldMapDialect):
+    """Bedrock's oddities: usage in several places of InvokeModel's vendor bodies and headers,
+    and inside the base64 payload of an event-stream chunk."""
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def __init__(self, spec: DialectSpec) -> None:
+        super().__init__(spec, judge=check_total)
+        # ConverseStream ends with messageStop then metadata (named in a header); InvokeModel
+        # streams end with a chunk whose base64 payload carries the invocation metrics.
+        self.end_markers = (b"messageStop", b"metadata", *_base64_needles(_METRICS.encode()))
+
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
         usage = obj.get("usage") if isinstance(obj, dict) else None
         if isinstance(usage, dict) and "inputTokens" in usage:
-            observe_converse(usage, tally)
+            self.normalize_usage(usage, tally, ctx, model=None, final=True)
         elif isinstance(usage, dict) and "input_tokens" in usage:
             # A Claude model through InvokeModel answers in Anthropic's own Messages body.
-            report, reader = anthropic.read_report(usage)
-            tally.observe(unapplied(normalize_exclusive(report, reader)), usage, None, final=True)
+            read = read_fields(usage, anthropic.SPEC.fields)
+            tally.observe(
+                unapplied(anthropic.DIALECT.normalize_read(read, ctx, None)), usage, None, final=True
+            )
         elif isinstance(obj, dict) and isinstance(obj.get("amazon-bedrock-invocationMetrics"), dict):
-            observe_invocation_metrics(obj["amazon-bedrock-invocationMetrics"], tally)
+            observe_invocation_metrics(self, obj["amazon-bedrock-invocationMetrics"], tally, ctx)
         else:
-            observe_headers(ctx, tally)
+            observe_headers(self, ctx, tally)
         return None
 
-    def stream_session(self, tally: Tally, ctx: Context) -> _BedrockStream:
-        return _BedrockStream(tally)
+    def stream_session(self, tally: Tally, ctx: Context) -> _BedrockStream:  # type: ignore[override]
+        return _BedrockStream(self, tally, ctx)
 
     def is_end(self, name: str | None, data: str) -> bool:
         if name in ("messageStop", "metadata"):
@@ -128,21 +124,22 @@ class Bedrock:
         return isinstance(inner, dict) and _METRICS in inner
 
 
-class _BedrockStream:
-    def __init__(self, tally: Tally) -> None:
-        self.tally = tally
+class _BedrockStream(Session):
+    def __init__(self, dialect: Bedrock, tally: Tally, ctx: Context) -> None:
+        super().__init__(tally, ctx)
+        self.dialect = dialect
 
     def might_carry_usage(self, raw: bytes) -> bool:
         # metadata frames name themselves in a header; invocation metrics hide in base64, so
         # every `chunk` frame is a candidate (they are few and small).
         return b"metadata" in raw or b"chunk" in raw
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None
         if name == "metadata" and isinstance(obj.get("usage"), dict):
-            observe_converse(obj["usage"], self.tally)
+            self.dialect.normalize_usage(obj["usage"], self.tally, self.ctx, model=None, final=True)
         elif name == "chunk" and isinstance(obj.get("bytes"), str):
             try:
                 inner = json.loads(base64.b64decode(obj["bytes"], validate=True))
@@ -151,7 +148,7 @@ class _BedrockStream:
                 return None
             metrics = inner.get("amazon-bedrock-invocationMetrics") if isinstance(inner, dict) else None
             if isinstance(metrics, dict):
-                observe_invocation_metrics(metrics, self.tally)
+                observe_invocation_metrics(self.dialect, metrics, self.tally, self.ctx)
         return None
 
 
@@ -180,6 +177,8 @@ SPEC = DialectSpec(
     fields=(
         # Exclusive, like Anthropic (§5): totalTokens includes the cache counts inputTokens leaves out.
         Field(key="inputTokens", unit="input_total", kind="headline"),
+        Field(key="outputTokens", unit="output_total", kind="headline"),
+        # Nova's InvokeModel spells cache counts `…TokenCount`.
         Field(
             key="cacheReadInputTokens",
             unit="cache_read",
@@ -192,13 +191,15 @@ SPEC = DialectSpec(
             kind="beside",
             aliases=("cacheWriteInputTokenCount",),
         ),
-        Field(key="outputTokens", unit="output_total", kind="headline"),
         Field(key="totalTokens", unit="total", kind="headline"),
     ),
     emits=("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens"),
     # Rewriting a signed binary stream means re-framing and re-CRCing it: observe-only (§8.5).
     observe_only=True,
     repairs=_REPAIRS,
+    # Absent counts read as 0; every block found is a snapshot.
+    absent_headline="zero",
+    skips="nothing",
 )
 
-DIALECT = Bedrock()
+DIALECT = Bedrock(SPEC)

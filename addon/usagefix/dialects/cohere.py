@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from usagefix.dialects.base import Tally
-from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.engine import FieldMapDialect, Read
 from usagefix.dialects.spec import DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -59,4 +59,8 @@ def check_billed(usage: Mapping[str, Any], tally: Tally) -> None:
             tally.flag(f"billed_exceeds_processed:{key}")
 
 
-DIALECT = FieldMapDialect(SPEC, check=check_billed)
+def _check(usage: Mapping[str, Any], read: Read, tally: Tally) -> None:
+    check_billed(usage, tally)
+
+
+DIALECT = FieldMapDialect(SPEC, check=_check)

@@ -1,92 +1,84 @@
-"""The engine that interprets a `DialectSpec`'s field map: read, normalize, emit, splice, tally.
+"""The engine that interprets a `DialectSpec`: locate, read, normalize, emit, splice, tally.
 
 A dialect whose usage is a block of counts (flat or one details level down) needs no code of its
-own: `FieldMapDialect(SPEC)` reads every field where the spec says, normalizes it by the kinds
-the spec gives (a cache count `beside` its headline makes the block exclusive, else inclusive),
-and writes back only the counts a rule changed, where they were read from: never a key the
-upstream did not send, never anything under `untouched` (a billed count, a provider's cost).
-Genuine oddities are small hooks: `check` (a dialect's own consistency test).
+own: `FieldMapDialect(SPEC)` finds the block where `usage_at` says (in the events `usage_events`
+names), reads every field (`dialects/fieldmap.py`), normalizes it by the kinds the spec gives (a
+cache count `beside` its headline makes the block exclusive, else inclusive), and writes back only
+what a rule changed: never a key the upstream did not send unless a rule names it, never
+anything under `untouched` (a billed count, a provider's cost).
+
+Genuine oddities are small named hooks, each in its dialect's own module: `check` (a dialect's
+own consistency test, before normalizing), `from_gemini` (a Gemini model behind the dialect:
+usage-semantics R3), `judge` (a flag only the normalized usage can tell).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from usagefix.dialects.base import Context, Session, Tally, unapplied
-from usagefix.dialects.spec import DialectSpec, Field
+from usagefix.dialects.canonical import outcome_of, slot_counts, sums_of
+from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields
+from usagefix.dialects.merging import ReplaceByFieldSession
+from usagefix.dialects.spec import DialectSpec
 from usagefix.jsonedit import replace_at
-from usagefix.normalize import (
-    Declared,
-    ExclusiveReport,
-    InclusiveReport,
-    Outcome,
-    Reader,
-    normalize_exclusive,
-    normalize_inclusive,
-)
-from usagefix.usage import CanonicalUsage
+from usagefix.normalize import Outcome, UsageShapeError
 
-__all__ = ["FieldMapDialect", "Read", "read_fields"]
+__all__ = ["Check", "FieldMapDialect", "FieldMapSession", "Judge", "Located", "Read", "read_fields"]
 
-Check = Callable[[Mapping[str, Any], Tally], None]
-"""A dialect's own test of a usage block, flagging what it finds (never changing the block)."""
+Check = Callable[[Mapping[str, Any], Read, Tally], None]
+"""A dialect's own test of a usage block as read, flagging what it finds (never changing it)."""
+Judge = Callable[[Outcome, Read, Context, str | None, Tally], None]
+"""A dialect's own test of the normalized usage (with the response's model), flagging what it finds."""
+Located = tuple[list[str | int], dict[str, Any], str | None]
+"""A usage block: its path in the event or body, the block, and the model the nearest object
+around it names."""
 
 
-def _get(block: Mapping[str, Any], dotted: str) -> tuple[Mapping[str, Any] | None, str]:
-    """The object holding `dotted`'s leaf (None when a level is missing), and the leaf's name."""
-    *parents, leaf = dotted.split(".")
-    holder: Mapping[str, Any] | None = block
-    for p in parents:
-        holder = Reader.block(holder, p) if holder is not None else None
-    return holder, leaf
+def _model(obj: object) -> str | None:
+    m = obj.get("model") if isinstance(obj, dict) else None
+    return m if isinstance(m, str) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
-    """A usage block read by its field map: each unit's count and the key it came from."""
-
-    counts: dict[str, tuple[int, str]]
-    """`unit/kind` → (count, dotted key it was read from), for each count reported."""
-    reader: Reader
-
-
-def read_fields(block: Mapping[str, Any], fields: tuple[Field, ...]) -> Read:
-    """Read every field of `block`: the first of its key and aliases that is reported."""
-    rd = Reader()
-    counts: dict[str, tuple[int, str]] = {}
-    for f in fields:
-        for key in (f.key, *f.aliases):
-            holder, leaf = _get(block, key)
-            v = rd.count(holder, leaf, key[: len(key) - len(leaf)])
-            if v is not None:
-                counts[f"{f.unit}/{f.kind}"] = (v, key)
-                break
-    return Read(counts, rd)
-
-
-def _count(read: Read, unit: str, kind: str) -> int | None:
-    found = read.counts.get(f"{unit}/{kind}")
-    return None if found is None else found[0]
+def _walk(obj: Any, parts: list[str], path: list[str | int], model: str | None) -> list[Located]:
+    """Every dict at `parts` under `obj` (`*`: each element of a list)."""
+    model = _model(obj) or model
+    if not parts:
+        return [(path, obj, model)] if isinstance(obj, dict) else []
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        items = list(enumerate(obj)) if isinstance(obj, list) else []
+        return [b for i, v in items for b in _walk(v, rest, [*path, i], model)]
+    if not isinstance(obj, dict) or head not in obj:
+        return []
+    return _walk(obj[head], rest, [*path, head], model)
 
 
 class FieldMapDialect:
-    """A dialect interpreted from its spec alone (plus an optional `check` hook)."""
+    """A dialect interpreted from its spec, plus its named hooks."""
 
-    def __init__(self, spec: DialectSpec, check: Check | None = None) -> None:
+    def __init__(
+        self,
+        spec: DialectSpec,
+        check: Check | None = None,
+        *,
+        from_gemini: Callable[[str | None], bool] | None = None,
+        judge: Judge | None = None,
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.check = check
-        caches = [f for f in spec.fields if f.unit in ("cache_read", "cache_write")]
-        self.exclusive = any(f.kind == "beside" for f in caches)
-        """Cache counts stand beside the input headline (Anthropic-like), not inside it."""
+        self.from_gemini = from_gemini
+        self.judge = judge
+        self.sums = sums_of(spec.fields)
         markers = [e.encode() for e in spec.end_events]
         if spec.end_flag:
             markers.append(f'"{spec.end_flag}"'.encode())
         self.end_markers: tuple[bytes, ...] = tuple(markers)
-        self._needles = tuple(f.key.rsplit(".", 1)[-1].encode() for f in spec.fields if f.kind == "headline")
+        heads = tuple(f.key.rsplit(".", 1)[-1].encode() for f in spec.fields if f.kind == "headline")
+        self.needles = tuple(e.encode() for e in spec.usage_events) or heads
 
     # -- the Dialect protocol ---------------------------------------------------------------
 
@@ -95,134 +87,139 @@ class FieldMapDialect:
             obj = json.loads(data)
         except ValueError:
             obj = None
-        return self._ends(obj, name) if isinstance(obj, dict) else name in self.spec.end_events
+        if isinstance(obj, dict):
+            return self.ends(obj, name)
+        return name in self.spec.end_events
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
+    def normalize_body(self, text: str, tally: Tally, ctx: Context) -> str | None:
         obj = json.loads(text)
-        return self._rewrite(obj, text, tally, ctx, final=True) if isinstance(obj, dict) else None
+        if not isinstance(obj, dict):
+            return None
+        new = self.normalize_object(obj, text, tally, ctx, final=True)
+        return None if new == text else new
 
-    def stream_session(self, tally: Tally, ctx: Context) -> _Session:
-        return _Session(self, tally, ctx)
+    def stream_session(self, tally: Tally, ctx: Context) -> FieldMapSession | ReplaceByFieldSession:
+        if self.spec.cumulative == "replace_by_field":
+            return ReplaceByFieldSession(self, tally, ctx)
+        return FieldMapSession(self, tally, ctx)
 
     # -- the engine ---------------------------------------------------------------------------
 
-    def _ends(self, obj: Mapping[str, Any], name: str | None) -> bool:
+    def ends(self, obj: Mapping[str, Any], name: str | None) -> bool:
+        """Whether an event ends the response, by its end flag, type or name."""
         if self.spec.end_flag is not None and obj.get(self.spec.end_flag) is True:
             return True
         return obj.get("type", name) in self.spec.end_events
 
-    def might_carry_usage(self, raw: bytes) -> bool:
-        return any(n in raw for n in self._needles)
+    def finished(self, obj: Mapping[str, Any], name: str | None) -> bool:
+        """Whether the usage of an event is the response's last word on it (R8)."""
+        if self.spec.finished_by is None and self.spec.final_events:
+            return obj.get("type", name) in self.spec.final_events
+        if self.spec.finished_by is None:
+            return self.ends(obj, name)
+        key, flag = self.spec.finished_by
+        items = obj.get(key)
+        if not isinstance(items, list) or not items:
+            return True
+        return any(isinstance(c, dict) and c.get(flag) for c in items)
 
-    def _locate(self, obj: Mapping[str, Any]) -> tuple[list[str | int], dict[str, Any]] | None:
-        """Where the usage block of an event or body is: the first of the spec's `usage_at`."""
-        for dotted in self.spec.usage_at:
-            path: list[str | int] = [p for p in dotted.split(".") if p]
-            block: Any = obj
-            for p in path:
-                block = block.get(p) if isinstance(block, dict) else None
-            if isinstance(block, dict) and not path:
-                # The event itself holds the counts (Ollama): its usage is the mapped keys alone.
+    def locate(self, obj: Mapping[str, Any], at: tuple[str, ...] | None = None) -> list[Located]:
+        """The usage blocks of an event or body: every match of the first of `at` (the spec's
+        `usage_at`) that holds one."""
+        for dotted in self.spec.usage_at if at is None else at:
+            if not dotted:
+                # The object itself holds the counts (Ollama): its usage is the mapped keys alone.
                 keys = {f.key.split(".", 1)[0] for f in self.spec.fields}
-                return path, {k: v for k, v in block.items() if k in keys}
-            if isinstance(block, dict):
-                return path, block
-        return None
+                return [([], {k: v for k, v in obj.items() if k in keys}, _model(obj))]
+            found = _walk(obj, dotted.split("."), [], None)
+            if found:
+                return found
+        return []
 
-    def _rewrite(
-        self, obj: Mapping[str, Any], text: str, tally: Tally, ctx: Context, *, final: bool
-    ) -> str | None:
-        found = self._locate(obj)
-        if found is None:
+    def normalize_object(
+        self,
+        obj: Mapping[str, Any],
+        text: str,
+        tally: Tally,
+        ctx: Context,
+        *,
+        final: bool,
+        at: tuple[str, ...] | None = None,
+    ) -> str:
+        """`text` (the JSON of `obj`) with each of its usage blocks normalized into `tally`."""
+        for path, usage, model in self.locate(obj, at):
+            emitted = self.normalize_usage(usage, tally, ctx, model=model, final=final)
+            if emitted is None:
+                continue
+            if path:
+                text = replace_at(text, path, emitted)
+            else:  # the object itself: only its counts change
+                for k, v in emitted.items():
+                    text = replace_at(text, [k], v) if v != usage.get(k) else text
+        return text
+
+    def normalize_usage(
+        self, usage: dict[str, Any], tally: Tally, ctx: Context, *, model: str | None, final: bool
+    ) -> dict[str, Any] | None:
+        """Normalize one usage block into `tally`; return the block to emit, or None if unchanged.
+
+        `final`: this block is the response's last word on usage (R8); a partial snapshot leaves
+        the response unmeasured until one is."""
+        spec = self.spec
+        if spec.skips == "no_count" and not any_headline(usage, spec.fields):
+            return None  # `{}` or all-null: no count at all, no snapshot (unmeasured, not invalid)
+        if spec.skips == "no_key" and not any_key(usage, spec.fields):
             return None
-        path, usage = found
-        read = read_fields(usage, self.spec.fields)
-        headlines = [f for f in self.spec.fields if f.kind == "headline" and f.unit != "total"]
-        if not read.counts:
-            return None  # no count at all: no snapshot (unmeasured, not invalid)
+        read = read_fields(usage, spec.fields)
         if self.check is not None:
-            self.check(usage, tally)
-        missing = [f.key for f in headlines if f"{f.unit}/headline" not in read.counts]
-        if missing:
+            self.check(usage, read, tally)
+        heads = [f for f in spec.fields if f.kind == "headline" and f.unit != "total"]
+        missing = [f.key for f in heads if f"{f.unit}/headline" not in read.counts]
+        if missing and spec.absent_headline == "invalid":
+            raise UsageShapeError(f"usage has no {' or '.join(f.key for f in heads)}")
+        if missing and spec.absent_headline == "unreported":
             # An absent headline is unknown, not 0 (Ollama leaves `prompt_eval_count` out when the
             # whole prompt came from its cache): the response stays unmeasured, the block recorded.
             tally.flag(*(f"unreported:{k}" for k in missing))
             tally.upstream_usage = tally.emitted_usage = dict(usage)
             return None
-        outcome = self._normalize(read, ctx)
-        if ctx.observe_only or self.spec.observe_only:
+        model = ctx.model or model
+        outcome = self.normalize_read(read, ctx, model)
+        if spec.cumulative == "last_snapshot":
+            if final and outcome.after.total < tally.peak:
+                # The final snapshot is authoritative and cumulative: one below an earlier snapshot
+                # means that one was too large, and it has already gone to the client. (Gemini's
+                # snapshots between server-side tool turns may dip; the final one covers them all.)
+                tally.flag("snapshot_decreased")
+            tally.peak = max(tally.peak, outcome.after.total)
+        if self.judge is not None:
+            self.judge(outcome, read, ctx, model, tally)
+        if ctx.observe_only or spec.observe_only:
             tally.observe(unapplied(outcome), usage, None, final=final)
             return None
-        edits = self._edits(read, outcome.after)
-        emitted = _apply(usage, edits) if edits else None
-        tally.observe(outcome, usage, emitted, final=final)
-        for key, value in edits.items():
-            text = replace_at(text, [*path, *key.split(".")], value)
-        return text if edits else None
-
-    def _normalize(self, read: Read, ctx: Context) -> Outcome:
-        input_head = _count(read, "input_total", "headline") or 0
-        output_head = _count(read, "output_total", "headline") or 0
-        if self.exclusive:
-            return normalize_exclusive(
-                ExclusiveReport(
-                    uncached=input_head,
-                    output=output_head,
-                    cache_read=_count(read, "cache_read", "beside"),
-                    cache_write=_count(read, "cache_write", "beside"),
-                    reasoning=_count(read, "reasoning", "subset"),
-                ),
-                read.reader,
-            )
-        p = ctx.profile
-        declared = Declared() if p is None else Declared(p.prompt_cache_reads, p.prompt_cache_writes)
-        report = InclusiveReport(
-            input_head,
-            output_head,
-            _count(read, "cache_read", "subset"),
-            _count(read, "cache_write", "subset"),
-            _count(read, "reasoning", "subset"),
-            _count(read, "total", "headline"),
+        rules = {f.rule for f in outcome.fired}
+        want = slot_counts(outcome.after, read)
+        emitted = emit(
+            usage,
+            spec.fields,
+            read,
+            want,
+            rules,
+            untouched=spec.untouched,
+            count_keys=spec.count_keys,
+            absent_zero=spec.absent_headline == "zero",
         )
-        return normalize_inclusive(report, read.reader, declared)
+        extra = explain(usage, emitted, spec.fields, read) if emitted else ()
+        tally.observe(outcome, usage, emitted, final=final, extra=extra)
+        return emitted
 
-    def _edits(self, read: Read, u: CanonicalUsage) -> dict[str, int]:
-        """Dotted key → new count, for each count reported that the normalized usage changes."""
-        want = {
-            "input_total/headline": u.input_uncached if self.exclusive else u.input_total,
-            "output_total/headline": u.output_total,
-            "cache_read/subset": u.cache_read,
-            "cache_read/beside": u.cache_read,
-            "cache_write/subset": u.cache_write,
-            "cache_write/beside": u.cache_write,
-            "reasoning/subset": u.reasoning,
-            "total/headline": u.total,
-        }
-        clamped = {name for f in read.reader.fired for name in f.changes}  # I4: read as 0
-        edits: dict[str, int] = {}
-        for slot, (value, key) in read.counts.items():
-            new = want.get(slot)
-            if new is None or any(key == t or key.startswith(t + ".") for t in self.spec.untouched):
-                continue
-            if new != value or key in clamped:
-                edits[key] = new
-        return edits
+    def normalize_read(self, read: Read, ctx: Context, model: str | None) -> Outcome:
+        """The canonical usage of a block as read, by the spec's kinds (and the hooks)."""
+        by_gemini = self.from_gemini is not None and self.from_gemini(model)
+        return outcome_of(read, self.sums, ctx, from_gemini=by_gemini)
 
 
-def _apply(usage: Mapping[str, Any], edits: Mapping[str, int]) -> dict[str, Any]:
-    """`usage` with each dotted key set to its new count, every other key as it was."""
-    new = dict(usage)
-    for key, value in edits.items():
-        *parents, leaf = key.split(".")
-        holder = new
-        for p in parents:
-            holder[p] = dict(holder[p])
-            holder = holder[p]
-        holder[leaf] = value
-    return new
-
-
-class _Session(Session):
+class FieldMapSession(Session):
     """A stream of a `FieldMapDialect`: each usage-bearing event through the engine."""
 
     def __init__(self, dialect: FieldMapDialect, tally: Tally, ctx: Context) -> None:
@@ -230,11 +227,15 @@ class _Session(Session):
         self.dialect = dialect
 
     def might_carry_usage(self, raw: bytes) -> bool:
-        return self.dialect.might_carry_usage(raw)
+        return any(n in raw for n in self.dialect.needles)
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None
-        final = self.dialect._ends(obj, name)
-        return self.dialect._rewrite(obj, data, self.tally, self.ctx, final=final)
+        events = self.dialect.spec.usage_events
+        if events and obj.get("type", name) not in events:
+            return None
+        final = self.dialect.finished(obj, name)
+        new = self.dialect.normalize_object(obj, data, self.tally, self.ctx, final=final)
+        return None if new == data else new

@@ -12,127 +12,27 @@ and the final one covers them all: only a final snapshot below an earlier one is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
-from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.engine import FieldMapDialect
 from usagefix.dialects.spec import DialectSpec, Field
-from usagefix.jsonedit import replace_at
-from usagefix.normalize import GeminiReport, Reader, normalize_gemini
-from usagefix.usage import CanonicalUsage
 
 __all__ = ["DIALECT", "SPEC", "Gemini"]
 
-COUNTS = (
-    "promptTokenCount",
-    "candidatesTokenCount",
-    "totalTokenCount",
-    "cachedContentTokenCount",
-    "thoughtsTokenCount",
-    "toolUsePromptTokenCount",
-)
 
+class Gemini(FieldMapDialect):
+    """Gemini's own oddities: no end event (a stream ends on the chunk that finishes it, as R8
+    says), and usage told by its block's name (a snapshot may carry any of its counts)."""
 
-def read_report(um: Mapping[str, Any]) -> tuple[GeminiReport, Reader]:
-    rd = Reader()
-    return (
-        GeminiReport(
-            prompt=rd.count(um, "promptTokenCount") or 0,
-            candidates=rd.count(um, "candidatesTokenCount") or 0,
-            cached=rd.count(um, "cachedContentTokenCount"),
-            thoughts=rd.count(um, "thoughtsTokenCount"),
-            tool_use=rd.count(um, "toolUsePromptTokenCount"),
-            total=rd.count(um, "totalTokenCount"),
-        ),
-        rd,
-    )
-
-
-def emit(um: Mapping[str, Any], u: CanonicalUsage, r: GeminiReport) -> dict[str, Any] | None:
-    """`um` carrying `u` in Gemini's own sums, or None when it already does.
-
-    A key the upstream left out stays out unless a rule changed what it counts (R1 on the
-    prompt); `totalTokenCount` is written only where it was.
-    """
-    new = dict(um)
-    values = {
-        "promptTokenCount": (u.input_total - (r.tool_use or 0), r.prompt),
-        "candidatesTokenCount": (u.output_total - (u.reasoning or 0), r.candidates),
-    }
-    for k, (v, read) in values.items():
-        if um.get(k) is not None or v != read:
-            new[k] = v
-    if um.get("totalTokenCount") is not None:
-        new["totalTokenCount"] = u.total
-    for k, v in new.items():  # never emit a negative count (I4)
-        if k in COUNTS and isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
-            new[k] = 0
-    return None if new == um else new
-
-
-def _finished(obj: Mapping[str, Any]) -> bool:
-    """Whether a chunk ends the response: a candidate finished, or there is none (a usage-only
-    chunk, or a prompt blocked by `promptFeedback.blockReason`)."""
-    cands = obj.get("candidates")
-    if not isinstance(cands, list) or not cands:
-        return True
-    return any(isinstance(c, dict) and c.get("finishReason") for c in cands)
-
-
-class Gemini:
-    name = "gemini"
-    end_markers: tuple[bytes, ...] = (b"finishReason",)
-
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        obj = json.loads(text)
-        if not isinstance(obj, dict):
-            return None
-        return _GeminiStream(tally, ctx).rewrite_object(obj, text, final=True)
-
-    def stream_session(self, tally: Tally, ctx: Context) -> _GeminiStream:
-        return _GeminiStream(tally, ctx)
+    def __init__(self, spec: DialectSpec) -> None:
+        super().__init__(spec)
+        self.needles = (b"usageMetadata",)
 
     def is_end(self, name: str | None, data: str) -> bool:
         try:
             obj = json.loads(data)
         except ValueError:
             return False
-        return isinstance(obj, dict) and _finished(obj)
-
-
-class _GeminiStream(Session):
-    def __init__(self, tally: Tally, ctx: Context) -> None:
-        super().__init__(tally, ctx)
-        self._peak = 0
-        """The largest total of the snapshots so far."""
-
-    def might_carry_usage(self, raw: bytes) -> bool:
-        return b"usageMetadata" in raw
-
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            return None
-        return self.rewrite_object(obj, data, final=_finished(obj))
-
-    def rewrite_object(self, obj: Mapping[str, Any], text: str, *, final: bool) -> str | None:
-        um = obj.get("usageMetadata")
-        if not isinstance(um, dict) or not any(k in um for k in COUNTS):
-            return None  # no usage, or a `{"trafficType": …}`-only snapshot
-        report, reader = read_report(um)
-        outcome = normalize_gemini(report, reader)
-        if final and outcome.after.total < self._peak:
-            # The final snapshot is authoritative and cumulative: one below an earlier snapshot
-            # means that one was too large, and it has already gone to the client. (Snapshots
-            # between tool turns may dip; the final one covers every turn.)
-            self.tally.flag("snapshot_decreased")
-        self._peak = max(self._peak, outcome.after.total)
-        if self.observe_only:
-            self.tally.observe(unapplied(outcome), um, None, final=final)
-            return None
-        emitted = emit(um, outcome.after, report)
-        self.tally.observe(outcome, um, emitted, final=final)
-        return None if emitted is None else replace_at(text, ["usageMetadata"], emitted)
+        return isinstance(obj, dict) and self.finished(obj, name)
 
 
 # What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
@@ -160,14 +60,28 @@ SPEC = DialectSpec(
     fields=(
         # promptTokenCount includes cached content; thoughts and tool-use prompt stand beside (§4.1).
         Field(key="promptTokenCount", unit="input_total", kind="headline"),
-        Field(key="cachedContentTokenCount", unit="cache_read", kind="subset"),
-        Field(key="toolUsePromptTokenCount", unit="input_total", kind="beside"),
         Field(key="candidatesTokenCount", unit="output_total", kind="headline"),
+        Field(key="cachedContentTokenCount", unit="cache_read", kind="subset"),
         Field(key="thoughtsTokenCount", unit="reasoning", kind="beside"),
+        Field(key="toolUsePromptTokenCount", unit="input_total", kind="beside"),
         Field(key="totalTokenCount", unit="total", kind="headline"),
     ),
-    emits=COUNTS,
+    emits=(
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "totalTokenCount",
+        "cachedContentTokenCount",
+        "thoughtsTokenCount",
+        "toolUsePromptTokenCount",
+    ),
     repairs=_REPAIRS,
+    # R8: a snapshot is final on a chunk whose candidate finished, or with none (a usage-only
+    # chunk, or a prompt blocked by `promptFeedback.blockReason`).
+    finished_by=("candidates", "finishReason"),
+    # Gemini's JSON omits zero counts (proto3): an absent headline reads as 0.
+    absent_headline="zero",
+    # Vertex sends `{"trafficType": …}`-only snapshots on intermediate chunks: they carry no counts.
+    skips="no_key",
 )
 
-DIALECT = Gemini()
+DIALECT = Gemini(SPEC)

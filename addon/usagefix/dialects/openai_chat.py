@@ -20,12 +20,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Session, Tally
-from usagefix.dialects.inclusive import CHAT, model_of, rewrite_json_usage, rewrite_usage
-from usagefix.dialects.spec import DialectSpec, Field
+from usagefix.dialects.base import Context, Tally
+from usagefix.dialects.engine import FieldMapDialect, FieldMapSession, Read
+from usagefix.dialects.spec import Copy, DialectSpec, Field
 from usagefix.jsonedit import replace_at
+from usagefix.normalize import Outcome, Reader
 
-__all__ = ["DIALECT", "SPEC", "OpenAIChat"]
+__all__ = ["DIALECT", "SPEC", "OpenAIChat", "check_deepseek", "from_gemini", "judge_translated"]
 
 # A `"usage"` key whose value is not null (the spaces and tabs JSON allows, never a line end).
 _USAGE_NOT_NULL = re.compile(rb'"usage"(?![ \t]*:[ \t]*null)')
@@ -33,21 +34,50 @@ _USAGE_NOT_NULL = re.compile(rb'"usage"(?![ \t]*:[ \t]*null)')
 _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
 
 
-class OpenAIChat:
-    name = "openai_chat"
-    end_markers: tuple[bytes, ...] = (b"[DONE]",)
+# -- hooks, shared with OpenAI Responses (the same usage under other names) ---------------------
 
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        return rewrite_json_usage(text, tally, ctx, CHAT)
+
+def check_deepseek(usage: Mapping[str, Any], read: Read, tally: Tally) -> None:
+    """DeepSeek: hit + miss = prompt. We never subtract miss tokens (R6); a mismatch is flagged."""
+    hit = Reader().count(usage, "prompt_cache_hit_tokens")  # read (and clamped) by the field map
+    miss = read.reader.count(usage, "prompt_cache_miss_tokens")
+    prompt = read.count("input_total", "headline")
+    if hit is not None and miss is not None and prompt is not None and hit + miss != prompt:
+        read.reader.anomalies.append("deepseek_hit_plus_miss_is_not_prompt")
+
+
+def from_gemini(model: str | None) -> bool:
+    """A Gemini model behind an OpenAI dialect: its reasoning repair is R3 (usage-semantics §4)."""
+    return model is not None and "gemini" in model.lower()
+
+
+def judge_translated(outcome: Outcome, read: Read, ctx: Context, model: str | None, tally: Tally) -> None:
+    """A Claude model served in an OpenAI dialect: translators disagree on inclusivity (§6.6).
+    Its cache reads fit inside the prompt: right for an inclusive upstream, wrong for one that
+    left them out. Nothing proves which; a profile can say (`prompt_cache_reads`)."""
+    declared = ctx.profile.prompt_cache_reads if ctx.profile is not None else None
+    if (
+        read.count("cache_read", "subset")
+        and declared is None
+        and not any(f.rule == "R1" for f in outcome.fired)
+        and model is not None
+        and "claude" in model.lower()
+    ):
+        tally.flag("ambiguous_inclusivity")
+
+
+# -- Chat's own oddities: stream usage we asked for, and `[DONE]` ---------------------------------
+
+
+class OpenAIChat(FieldMapDialect):
+    def is_end(self, name: str | None, data: str) -> bool:
+        return data.strip() == "[DONE]"  # data, not JSON: the one end event Chat has
 
     def stream_session(self, tally: Tally, ctx: Context) -> _ChatStream:
-        return _ChatStream(tally, ctx)
-
-    def is_end(self, name: str | None, data: str) -> bool:
-        return data.strip() == "[DONE]"
+        return _ChatStream(self, tally, ctx)
 
 
-class _ChatStream(Session):
+class _ChatStream(FieldMapSession):
     def might_carry_usage(self, raw: bytes) -> bool:
         # Every chunk of a stream that asked for usage has `"usage":null` except the usage chunk.
         # Inside a JSON string a quote is escaped, so `"usage"` only occurs as a key (or as the
@@ -64,7 +94,7 @@ class _ChatStream(Session):
         """Usage was seen, but not yet on a chunk that ends the response."""
         return self.tally.snapshots > 0 and not self.tally.final_seen
 
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
+    def normalize_event(self, name: str | None, data: str) -> str | None:
         if data.strip() == "[DONE]":
             if self._partial():
                 # The stream ended as it should: its last snapshot, whatever its chunk's shape,
@@ -72,54 +102,24 @@ class _ChatStream(Session):
                 # `choices: [{"index": 0, "delta": {}}]`).
                 self.tally.final_seen = True
             return None
+        if not self.ctx.strip_usage_chunk:
+            return super().normalize_event(name, data)
         obj = json.loads(data)
-        if not isinstance(obj, dict):
-            return None
-        final = is_final(obj)
-        usage = obj.get("usage")
-        text = data
-        if self.ctx.strip_usage_chunk and "usage" in obj:
-            # The client did not ask for usage; we did. Record it, and give the client the
-            # stream it asked for: no usage chunk, no `"usage":null` keys.
-            if isinstance(usage, dict):
-                rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
-                self.tally.emitted_usage = None  # measured for the record; the client got none
-                if obj.get("choices") == []:
-                    return ""  # the whole event goes
-            text = data if usage is None else replace_at(data, ["usage"], None)
-            text = _NULL_USAGE.sub("", text, count=1)
-        elif isinstance(usage, dict):
-            emitted = rewrite_usage(usage, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
-            return None if emitted is None else replace_at(data, ["usage"], emitted)
-        for path, block in _elsewhere(obj):
-            emitted = rewrite_usage(block, self.tally, self.ctx, CHAT, model=model_of(obj), final=final)
-            if emitted is not None:
-                text = replace_at(text, path, emitted)
+        if not isinstance(obj, dict) or "usage" not in obj:
+            return super().normalize_event(name, data)
+        # The client did not ask for usage; we did. Record it, and give the client the stream it
+        # asked for: no usage chunk, no `"usage":null` keys.
+        dialect, usage = self.dialect, obj["usage"]
+        final = dialect.finished(obj, name)
+        if isinstance(usage, dict):
+            dialect.normalize_object(obj, data, self.tally, self.ctx, final=final, at=("usage",))
+            self.tally.emitted_usage = None  # measured for the record; the client got none
+            if obj.get("choices") == []:
+                return ""  # the whole event goes
+        text = data if usage is None else replace_at(data, ["usage"], None)
+        text = _NULL_USAGE.sub("", text, count=1)
+        text = dialect.normalize_object(obj, text, self.tally, self.ctx, final=final, at=SPEC.usage_at[1:])
         return None if text == data else text
-
-
-def _elsewhere(chunk: Mapping[str, Any]) -> list[tuple[list[str | int], dict[str, Any]]]:
-    """Usage where some servers put it when the top level has none: Groq in `x_groq.usage`,
-    Moonshot (Kimi) in the finishing choice's `usage`."""
-    groq = chunk.get("x_groq")
-    if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
-        return [(["x_groq", "usage"], groq["usage"])]
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return []
-    return [
-        (["choices", i, "usage"], c["usage"])
-        for i, c in enumerate(choices)
-        if isinstance(c, dict) and isinstance(c.get("usage"), dict)
-    ]
-
-
-def is_final(chunk: Mapping[str, Any]) -> bool:
-    """Whether a chunk ends the response (R8): no choices left, or one that has finished."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return True
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
 
 # What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
@@ -164,23 +164,39 @@ SPEC = DialectSpec(
     cumulative="final_once",
     fields=(
         Field(key="prompt_tokens", unit="input_total", kind="headline"),
+        Field(key="completion_tokens", unit="output_total", kind="headline"),
         # Inclusive (§1.1): cached and cache-write tokens are inside prompt_tokens.
         Field(
             key="prompt_tokens_details.cached_tokens",
             unit="cache_read",
             kind="subset",
+            # LiteLLM's top-level one, seen beside `cached_tokens: 0` (LiteLLM #11364); DeepSeek's
+            # `prompt_cache_hit_tokens` (R6). The largest reported counts; none reported (absent
+            # or null) is unknown, not 0.
             aliases=("cache_read_input_tokens", "prompt_cache_hit_tokens"),
+            pick="largest",
+            # R1/R2, having moved cache reads into the prompt, say where they are (else a client
+            # bills them at the full rate); R6 copies DeepSeek's hit tokens to the standard key.
+            added_by=("R1", "R2"),
+            copies=(Copy(alias="prompt_cache_hit_tokens", rule="R6", by="DeepSeek"),),
+            alias_note="LiteLLM #11364",
         ),
         Field(
             key="prompt_tokens_details.cache_write_tokens",
             unit="cache_write",
             kind="subset",
+            # CLIProxyAPI's `cached_creation_tokens` and others' names are renamed to the standard
+            # one: Langfuse subtracts every detail key from the input, so keeping both would count
+            # the writes twice (§8.5). The first non-zero counts, never their sum.
             aliases=(
                 "prompt_tokens_details.cached_creation_tokens",
                 "prompt_tokens_details.cache_creation_tokens",
+                "cache_creation_input_tokens",
             ),
+            pick="first_nonzero",
+            added_by=("R2",),
+            alias_note="LiteLLM #11364",
         ),
-        Field(key="completion_tokens", unit="output_total", kind="headline"),
         Field(key="completion_tokens_details.reasoning_tokens", unit="reasoning", kind="subset"),
         Field(key="total_tokens", unit="total", kind="headline"),
     ),
@@ -192,6 +208,13 @@ SPEC = DialectSpec(
         "completion_tokens_details",
     ),
     repairs=_REPAIRS,
+    # R8: final only on a chunk with no choices left, or one that has finished.
+    finished_by=("choices", "finish_reason"),
+    # A block with one headline and not the other is not Chat's usage.
+    absent_headline="invalid",
+    # I4: a negative token count anywhere in the block becomes 0 (never a provider's `cost`,
+    # which may be a credit).
+    count_keys=r".*_tokens",
 )
 
-DIALECT = OpenAIChat()
+DIALECT = OpenAIChat(SPEC, check_deepseek, from_gemini=from_gemini, judge=judge_translated)

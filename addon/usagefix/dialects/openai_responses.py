@@ -9,46 +9,13 @@ out: the SDK reads a response without them (as None), and most correct upstreams
 
 from __future__ import annotations
 
-import json
+from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.openai_chat import check_deepseek, from_gemini, judge_translated
+from usagefix.dialects.spec import Copy, DialectSpec, Field
 
-from usagefix.dialects.base import Context, Session, Tally, event_type
-from usagefix.dialects.inclusive import RESPONSES, model_of, rewrite_json_usage, rewrite_usage
-from usagefix.dialects.spec import DialectSpec, Field
-from usagefix.jsonedit import replace_at
-
-__all__ = ["DIALECT", "SPEC", "OpenAIResponses"]
+__all__ = ["DIALECT", "SPEC"]
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
-_TERMINAL_BYTES = tuple(t.encode() for t in TERMINAL)
-
-
-class OpenAIResponses:
-    name = "openai_responses"
-    end_markers: tuple[bytes, ...] = _TERMINAL_BYTES
-
-    def rewrite_json(self, text: str, tally: Tally, ctx: Context) -> str | None:
-        return rewrite_json_usage(text, tally, ctx, RESPONSES)
-
-    def stream_session(self, tally: Tally, ctx: Context) -> _ResponsesStream:
-        return _ResponsesStream(tally, ctx)
-
-    def is_end(self, name: str | None, data: str) -> bool:
-        return event_type(name, data) in TERMINAL
-
-
-class _ResponsesStream(Session):
-    def might_carry_usage(self, raw: bytes) -> bool:
-        return any(t in raw for t in _TERMINAL_BYTES)
-
-    def rewrite_event(self, name: str | None, data: str) -> str | None:
-        obj = json.loads(data)
-        if not isinstance(obj, dict) or obj.get("type", name) not in TERMINAL:
-            return None
-        response = obj.get("response")
-        if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
-            return None
-        emitted = rewrite_usage(response["usage"], self.tally, self.ctx, RESPONSES, model=model_of(response))
-        return None if emitted is None else replace_at(data, ["response", "usage"], emitted)
 
 
 # What the README's dialect table says is repaired (generated from here: scripts/readme_tables.py).
@@ -76,15 +43,41 @@ SPEC = DialectSpec(
     cumulative="final_once",
     fields=(
         Field(key="input_tokens", unit="input_total", kind="headline"),
-        # Inclusive, like Chat (§2.1).
-        Field(key="input_tokens_details.cached_tokens", unit="cache_read", kind="subset"),
-        Field(key="input_tokens_details.cache_write_tokens", unit="cache_write", kind="subset"),
         Field(key="output_tokens", unit="output_total", kind="headline"),
+        # Inclusive, like Chat (§2.1), and read with Chat's aliases (translators write them here too).
+        Field(
+            key="input_tokens_details.cached_tokens",
+            unit="cache_read",
+            kind="subset",
+            aliases=("cache_read_input_tokens", "prompt_cache_hit_tokens"),
+            pick="largest",
+            added_by=("R1", "R2"),
+            copies=(Copy(alias="prompt_cache_hit_tokens", rule="R6", by="DeepSeek"),),
+            alias_note="LiteLLM #11364",
+        ),
+        Field(
+            key="input_tokens_details.cache_write_tokens",
+            unit="cache_write",
+            kind="subset",
+            aliases=(
+                "input_tokens_details.cached_creation_tokens",
+                "input_tokens_details.cache_creation_tokens",
+                "cache_creation_input_tokens",
+            ),
+            pick="first_nonzero",
+            added_by=("R2",),
+            alias_note="LiteLLM #11364",
+        ),
         Field(key="output_tokens_details.reasoning_tokens", unit="reasoning", kind="subset"),
         Field(key="total_tokens", unit="total", kind="headline"),
     ),
     emits=("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"),
     repairs=_REPAIRS,
+    # Only the terminal events carry usage (`response.created` / `in_progress` carry the object
+    # before it is known).
+    usage_events=TERMINAL,
+    absent_headline="invalid",
+    count_keys=r".*_tokens",
 )
 
-DIALECT = OpenAIResponses()
+DIALECT = FieldMapDialect(SPEC, check_deepseek, from_gemini=from_gemini, judge=judge_translated)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from usagefix.framing import Framing
 
-__all__ = ["COMMON_FRAMINGS", "DialectSpec", "Field"]
+__all__ = ["COMMON_FRAMINGS", "Copy", "DialectSpec", "Field"]
 
 # Every dialect's streams are framed by their content type first: SSE is SSE, whoever speaks it,
 # and AWS's binary event stream says so in its media type.
@@ -24,12 +24,32 @@ COMMON_FRAMINGS: dict[str, Framing] = {
     "application/vnd.amazon.eventstream": "eventstream",
 }
 
-Unit = Literal["input_total", "cache_read", "cache_write", "output_total", "reasoning", "total"]
+Unit = Literal[
+    "input_total",
+    "cache_read",
+    "cache_write",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output_total",
+    "reasoning",
+    "total",
+]
 Kind = Literal["headline", "subset", "beside"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class Copy(_Strict):
+    """An alias whose count is always copied to its field's standard key (the rule names it)."""
+
+    alias: str
+    """The alias, dotted as `Field.key`."""
+    rule: str
+    """The rule that copies it (R6)."""
+    by: str
+    """Who spells it so, for the rule's reason (`DeepSeek`)."""
 
 
 class Field(_Strict):
@@ -43,7 +63,19 @@ class Field(_Strict):
     """`headline`: the unit's own count; `subset`: already inside its headline (inclusive);
     `beside`: reported next to its headline, to be added to it (exclusive)."""
     aliases: tuple[str, ...] = ()
-    """Other keys upstreams spell it with; read, and renamed where the dialect's code says so."""
+    """Other keys upstreams spell it with, read after `key` (as `pick` says). An alias in the same
+    object as `key` is renamed to it when the block is written (kept beside it, a client would
+    count it twice); one elsewhere is left as it is, and its count written to `key`."""
+    pick: Literal["first", "largest", "first_nonzero"] = "first"
+    """Which of `key` and its aliases counts when several are reported: the first, the largest
+    (an alias beside a standard `0`), or the first non-zero (never their sum)."""
+    added_by: tuple[str, ...] = ()
+    """Rules that, firing on a count read from an alias outside `key`'s object, add `key` where the
+    upstream left it out or null (R1/R2 say where the cache reads they moved are)."""
+    copies: tuple[Copy, ...] = ()
+    """Aliases whose count is always copied to `key` where the upstream left it out (R6)."""
+    alias_note: str = ""
+    """Cited in the `alias` rule's reason when `key` is overwritten from an alias."""
 
 
 class DialectSpec(_Strict):
@@ -72,7 +104,8 @@ class DialectSpec(_Strict):
     framing_shown: str
     """The framings as the README shows them."""
     usage_at: tuple[str, ...]
-    """Where usage lives, per event and per body (dotted paths), for the reader."""
+    """Where usage lives, per event and per body (dotted paths; `*` is every element of a list;
+    `""` the object itself): the first that holds a usage object is read, every match of it."""
     end_events: tuple[str, ...]
     """The events that end a stream, by event name or `type` (never by a byte search alone)."""
     end_flag: str | None = None
@@ -91,6 +124,25 @@ class DialectSpec(_Strict):
     """Recorded and checked, never rewritten."""
     repairs: str
     """What is repaired, for the README's table (rule IDs from usage-semantics §8)."""
+    usage_events: tuple[str, ...] = ()
+    """The events that carry usage, by event name or `type` (their names are the byte test); no
+    other event is read. Empty: any event may (its byte test is the headline keys)."""
+    finished_by: tuple[str, str] | None = None
+    """(list, key): a usage block is final (R8) on an event whose list is absent or empty, or one
+    of whose elements has `key` set (`choices`, `finish_reason`). None: on the end events."""
+    absent_headline: Literal["unreported", "invalid", "zero"] = "unreported"
+    """A headline count left out while another is reported: unknown (`unreported:KEY`, the
+    response unmeasured), a malformed block (`invalid_usage`), or 0 (proto3 omits zeros)."""
+    final_events: tuple[str, ...] = ()
+    """The events whose usage is final (R8), when `finished_by` is None and they are not the end
+    events (Anthropic's `message_delta`, before `message_stop`)."""
+    skips: Literal["no_count", "no_key", "nothing"] = "no_count"
+    """Which usage blocks are no snapshot at all: one without a headline count (absent or null:
+    unmeasured, not invalid), one without any of the field map's keys (Vertex's
+    `{"trafficType": …}`-only snapshots), or none (Anthropic: absent counts are 0)."""
+    count_keys: str | None = None
+    """When a count was negative (I4), every negative number whose key fully matches this pattern
+    becomes 0, at any depth outside `untouched`. None: only the counts the field map reads."""
 
     @field_validator("paths", "websocket_paths")
     @classmethod
