@@ -25,5 +25,7 @@ def test_a_file_is_itself_whatever_its_name(tmp_path: Path) -> None:
 def test_a_missing_path_or_a_directory_without_flow_files_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nothing\.mitm: no such file or directory"):
         flow_files(tmp_path / "nothing.mitm")
-    with pytest.raises(FileNotFoundError, match=r"no flow files \(\*\.mitm, \*\.flows, \*\.flow\) in this directory"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no flow files \(\*\.mitm, \*\.flows, \*\.flow\) in this directory"
+    ):
         flow_files(tmp_path)
