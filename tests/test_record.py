@@ -69,6 +69,32 @@ def test_any_sequence_of_changes_and_drops_rebuilds_the_upstream_body(
     assert rebuild_upstream(client, record) == upstream
 
 
+@given(st.binary(max_size=40))
+def test_any_held_back_bytes_are_rebuilt_exactly(held: bytes) -> None:
+    # A cut inside a multi-byte character, or bytes that are no text at all: the record shows
+    # them as text (`\xNN` for what is not UTF-8) and keeps them exactly (base64) for the rebuild.
+    out = RewriteResult("openai_chat", streamed=True)
+    rec = build_record(out, cut_off="the upstream closed the connection", held_back=held).model_dump(
+        mode="json"
+    )
+    assert rebuild_upstream(b"", rec) == held
+    assert rec["held_back"] == (held.decode("utf-8", "backslashreplace") or None)
+    assert (rec["held_back_base64"] is None) == _is_text(held)
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_a_tampered_held_back_base64_is_refused() -> None:
+    with pytest.raises(ValueError):
+        rebuild_upstream(b"", {"held_back_base64": "not base64!"})
+
+
 def test_a_cut_off_stream_gets_its_held_back_tail_again() -> None:
     upstream, client, record = as_recorded([(CHUNK, STRIPPED), (USAGE, "")])
     record["held_back"] = 'data: {"cho'

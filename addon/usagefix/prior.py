@@ -4,6 +4,7 @@ rebuilt from the body the client received and the record's changes.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ class PriorRecord(_Lenient):
     schema_version: int = SCHEMA_VERSION
     changes: list[PriorChange] = []
     held_back: str | None = None
+    held_back_base64: str | None = None
     stream_usage_added: bool = False
     error: str | None = None
     content_encoding: str | None = None
@@ -81,6 +83,8 @@ def rebuild_upstream(client_body: bytes, record: PriorRecord | Mapping[str, Any]
         pieces += (client_body[pos:off], original)
         pos = off + len(rewritten)
     pieces.append(client_body[pos:])
-    if prior.held_back:
+    if prior.held_back_base64:  # bytes that are not UTF-8, exactly
+        pieces.append(base64.b64decode(prior.held_back_base64, validate=True))
+    elif prior.held_back:
         pieces.append(prior.held_back.encode())
     return b"".join(pieces)

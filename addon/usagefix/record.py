@@ -86,7 +86,10 @@ class UsageRecord(_Strict):
     what the client received (`usage_request_stream_usage`)."""
     held_back: str | None = None
     """The unfinished event the upstream had begun when the stream was cut off: never forwarded.
-    (Exact unless the cut fell inside a multi-byte character.)"""
+    As text: a byte that is not UTF-8 (a cut inside a multi-byte character) shows as `\\xNN`."""
+    held_back_base64: str | None = None
+    """The same bytes exactly, base64, when they are not UTF-8 text (else None: `held_back` is
+    exact): what rebuilding the upstream's body appends."""
     body_saved: bool = True
     """False when the stream the client received outgrew `usage_max_saved_body_bytes`: the flow is
     saved without its body (the record still holds every change), and re-normalizing leaves it

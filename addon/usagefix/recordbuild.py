@@ -4,6 +4,7 @@ always recorded, if need be by a minimal record that says why it is all there is
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Sequence
 
@@ -118,5 +119,14 @@ def _full_record(
         error=out.error or cut_off,
         content_encoding=content_encoding,
         held_back=held_back.decode("utf-8", "backslashreplace") if held_back else None,
+        held_back_base64=None if _is_utf8(held_back) else base64.b64encode(held_back).decode("ascii"),
         stream_usage_added=stream_usage_added,
     )
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
