@@ -6,6 +6,7 @@ with every line-ending combination is in test_faults.py.)"""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -99,10 +100,13 @@ def test_upstream_dying_inside_a_utf8_sequence(
 
 
 def assert_conserved(got: bytes, rec: dict[str, object], expected: bytes) -> None:
-    """The client got a prefix of `expected`; the record holds the rest (`held_back`, saved as
-    text: bytes that are not UTF-8 spelled `\\xNN`)."""
+    """The client got a prefix of `expected`; the record holds the rest (`held_back`, shown as
+    text: bytes that are not UTF-8 spelled `\\xNN`; then exactly in `held_back_base64`)."""
     assert expected.startswith(got), (got, expected)
-    assert expected[len(got) :].decode("utf-8", "backslashreplace") == (rec["held_back"] or "")
+    rest = expected[len(got) :]
+    assert rest.decode("utf-8", "backslashreplace") == (rec["held_back"] or "")
+    exact = rec.get("held_back_base64")
+    assert (base64.b64decode(exact) if isinstance(exact, str) else rest.decode("utf-8").encode()) == rest
 
 
 CRLF_AT = [i + 1 for i in range(len(CRLF) - 1) if CRLF[i : i + 2] == b"\r\n"]
