@@ -309,4 +309,7 @@ def test_report_names_what_it_cannot_read_in_one_line(
     assert cli.main(["report", "postgresql://nobody@127.0.0.1:1/x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usagefix: cannot read the ledger: ") and err.count("\n") == 1
+    assert cli.main(["report", str(tmp_path)]) == 2  # a directory without flow files, as diff says
+    assert "no flow files (*.mitm, *.flows, *.flow) in this directory" in capsys.readouterr().err
+    (tmp_path / "empty.mitm").write_bytes(b"")
     assert cli.main(["report", "--since", "2h", "--json", str(tmp_path)]) == 0  # as diff --since
