@@ -37,10 +37,12 @@ USAGE = {
     "prompt_tokens_details": {"cached_tokens": 105530},
 }
 PAD = "x" * 120
+WARM_UP_EVENTS = 100
 
 
-def serve(events: int, interval: float) -> None:
-    """The upstream (run as `bench_load.py --serve`): prints its port, serves until killed."""
+def serve(interval: float) -> None:
+    """The upstream (run as `bench_load.py --serve`): prints its port, serves until killed. Each
+    request says its stream's number and how many events it wants."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -49,7 +51,8 @@ def serve(events: int, interval: float) -> None:
             pass
 
         def do_POST(self) -> None:
-            sid = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))["stream"]
+            asked = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+            sid, events = asked["stream"], asked["events"]
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
@@ -94,7 +97,7 @@ async def one(client: httpx.AsyncClient, port: int, sid: int, events: int, lat: 
     """Run one stream; return what is wrong with it, or None."""
     buf, seqs, usage = b"", [], None
     async with client.stream(
-        "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json={"stream": sid}
+        "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json={"stream": sid, "events": events}
     ) as r:
         async for piece in r.aiter_raw():
             now = time.monotonic_ns()
@@ -141,10 +144,10 @@ def main() -> None:
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
-        return serve(a.events, a.interval)
+        return serve(a.interval)
 
     up = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--events", str(a.events), "--interval", str(a.interval)],
+        [sys.executable, __file__, "--serve", "--interval", str(a.interval)],
         stdout=subprocess.PIPE,
     )
     assert up.stdout is not None
@@ -163,21 +166,22 @@ def main() -> None:
         }
         try:
             for name, (proc, port) in procs.items():  # warm-up: connections, imports, caches
-                problems += [
-                    f"{name} warm-up: {b}" for b in asyncio.run(round_(port, a.streams, a.events, []))
-                ]
+                warm = min(a.events, WARM_UP_EVENTS)
+                problems += [f"{name} warm-up: {b}" for b in asyncio.run(round_(port, a.streams, warm, []))]
                 time.sleep(1.0)
                 rss[name].append(rss_mib(proc.pid))
             for r in range(a.rounds):
                 for name, (proc, port) in procs.items():
-                    c0 = cpu_seconds(proc.pid)
+                    c0, seen = cpu_seconds(proc.pid), len(lat[name])
                     bad = asyncio.run(round_(port, a.streams, a.events, lat[name]))
+                    q = statistics.quantiles(lat[name][seen:], n=100)
                     problems += [f"{name} round {r + 1}: {b}" for b in bad]
                     time.sleep(1.0)  # let the flows finish and be written
                     cpu[name].append(cpu_seconds(proc.pid) - c0)
                     rss[name].append(rss_mib(proc.pid))
                     print(
-                        f"round {r + 1} {name}: RSS {rss[name][-1]:.0f} MiB, CPU {cpu[name][-1]:.2f} s",
+                        f"round {r + 1} {name}: RSS {rss[name][-1]:.0f} MiB, CPU {cpu[name][-1]:.2f} s, "
+                        f"latency p50 {q[49] / 1e6:.2f} ms, p99 {q[98] / 1e6:.2f} ms",
                         flush=True,
                     )
         finally:
@@ -189,7 +193,8 @@ def main() -> None:
 
     total = a.streams * a.events
     every = f"one every {a.interval * 1000:g} ms"
-    print(f"\n{a.streams} concurrent streams x {a.events} events, {every}, {a.rounds} rounds (and a warm-up)")
+    warm = f"after a warm-up of {min(a.events, WARM_UP_EVENTS)} events a stream"
+    print(f"\n{a.streams} concurrent streams x {a.events} events, {every}, {a.rounds} rounds {warm}")
     print(f"{'':8}{'RSS MiB after warm-up, each round':>44}{'CPU s/round':>14}{'p50 ms':>9}{'p99 ms':>9}")
     for name in ("bare", "addon"):
         q = statistics.quantiles(lat[name], n=100)

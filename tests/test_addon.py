@@ -1,8 +1,10 @@
 """Tests for the mitmproxy glue, through mitmproxy's own test harness (no sockets)."""
 
+import gc
 import gzip
 import io
 import json
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from usagefix.addon import UsageFix
 from usagefix.prior import rebuild_upstream
+from usagefix.reclaim import Reclaimer
 from usagefix.stream import ResponseStream
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
@@ -576,3 +579,33 @@ async def test_a_request_body_nested_past_what_python_parses_still_gets_its_resp
         await tctx.cycle(addon, f)
         assert f.response is not None and b'"prompt_tokens":107208' in (f.response.content or b"")
         assert f.metadata["usagefix"]["status"] == "rewritten"
+
+
+def test_finished_streamed_flows_held_in_a_cycle_are_freed_once_their_bodies_reach_the_budget() -> None:
+    """mitmproxy's HTTP layer holds each flow in a reference cycle, so a finished flow (with the
+    body the addon keeps for it) waits for CPython's full collection; the addon runs one once the
+    bodies it handed to finished flows reach its budget (usagefix.reclaim)."""
+
+    def finished_flow_in_a_cycle(addon: UsageFix) -> weakref.ref[http.HTTPFlow]:
+        f = llm_flow(FOUNDING_SSE, "text/event-stream")
+        layer: dict[str, object] = {"flow": f}
+        layer["self"] = layer  # as HttpStream's state, bound methods of itself
+        assert run_stream(addon, f, [FOUNDING_SSE]) == FIXED_SSE
+        assert f.response is not None and f.response.raw_content == FIXED_SSE
+        return weakref.ref(f)
+
+    addon = UsageFix()
+    addon.reclaim = Reclaimer(budget=2 * len(FIXED_SSE))
+    was_enabled = gc.isenabled()
+    gc.disable()  # no automatic collection: only the addon's
+    try:
+        with taddons.context(addon):
+            gc.collect()
+            first = finished_flow_in_a_cycle(addon)
+            assert first() is not None, "garbage in a cycle: reference counting does not free it"
+            second = finished_flow_in_a_cycle(addon)  # the budget is reached: collected
+            assert first() is None
+            assert second() is not None and addon.reclaim.pending == 0
+    finally:
+        if was_enabled:
+            gc.enable()

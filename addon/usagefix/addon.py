@@ -42,6 +42,7 @@ from usagefix.liveledger import LiveLedger
 from usagefix.optionhooks import checked_options, declare_options
 from usagefix.options import DEFAULT_MAX_SAVED_BODY_BYTES, OPTIONS
 from usagefix.profiles import ProfileSet
+from usagefix.reclaim import Reclaimer
 from usagefix.record import METADATA_KEY, UsageRecord
 from usagefix.renormalize import normalize_whole
 from usagefix.replayed import RecordIndex
@@ -77,6 +78,9 @@ class UsageFix:
         """WebSockets with recorded turns that have not ended: their turns go to the ledger then."""
         self._replayed = RecordIndex()
         """The records of the server-replay files, for the responses they serve."""
+        self.reclaim = Reclaimer()
+        """Runs CPython's full collection as the bodies of finished streamed flows add up: only it
+        frees mitmproxy's finished flows (see usagefix.reclaim)."""
 
     def load(self, loader: Loader) -> None:
         declare_options(loader)
@@ -230,6 +234,7 @@ class UsageFix:
             self._record_stream(flow, stream, cut_off=flow.error.msg if flow.error else "stream interrupted")
 
     def running(self) -> None:
+        self.reclaim.start()
         server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
         if not self.log_lines or server is None:
             return
@@ -269,7 +274,9 @@ class UsageFix:
         """Record a streamed response once: the body the client got (when kept), and what was done."""
         assert flow.response is not None
         stream.recorded = True
-        flow.response.raw_content = stream.take_body()
+        body = stream.take_body()
+        flow.response.raw_content = body
+        self.reclaim.add(len(body) if body is not None else 0)
         record = stream_record(stream.rewriter, stream.content_encoding, cut_off)
         if stream.too_large:
             anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
