@@ -84,11 +84,13 @@ class _ChatStream(FieldMapSession):
         # exact string value "usage", a harmless false positive that gets parsed and dropped).
         # A usage block somewhere (top level, Groq's `x_groq`, a choice) is a `"usage"` not
         # followed by null; the pattern holds no line end, so it tests a run as each event.
-        if self.ctx.strip_usage_chunk and b'"usage"' in raw:
-            return True  # the `"usage":null` keys we caused must go too
         if _USAGE_NOT_NULL.search(raw) is not None:
             return True
-        return self._partial() and b"[DONE]" in raw  # the end that makes the last one final
+        if self.ctx.strip_usage_chunk and b'"usage"' in raw:
+            return True  # the `"usage":null` keys we caused must go too
+        # The end that makes the last snapshot final (`_partial()`, inlined: this runs on every event).
+        tally = self.tally
+        return tally.snapshots > 0 and not tally.final_seen and b"[DONE]" in raw
 
     def _partial(self) -> bool:
         """Usage was seen, but not yet on a chunk that ends the response."""

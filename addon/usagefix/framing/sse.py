@@ -141,21 +141,22 @@ class SSEFramer:
                 # The CR that ended the last event was half of a CRLF: its LF goes on alone.
                 events.append(SSEEvent(b"\n", complete=False, starts_event=False))
                 start = pos = 1
+        lflf = buf.find(b"\n\n", pos)  # most small chunks end no event
         if (
-            self.quiet is not None
+            lflf >= 0
+            and self.quiet is not None
             and not self._at_start
             and not self._skipping
             and n <= self.max_event_bytes
-            and (first := buf.find(b"\n\n", pos)) >= 0  # most small chunks end no event
-            and buf.find(b"\n\n", first + 2) >= 0  # nor do most chunks end two
+            and buf.find(b"\n\n", lflf + 2) >= 0  # nor do most chunks end two
         ):
             end = self._run(events, start)
             if end > start:
                 start = pos = end
+                lflf = buf.find(b"\n\n", pos)
         while True:
             # Fast path for the common LF-only stream: two C-speed finds instead of the regex,
             # which only runs when a CR shows up before the first LF LF.
-            lflf = buf.find(b"\n\n", pos)
             cr = buf.find(b"\r", pos, lflf if lflf >= 0 else n)
             if cr < 0:
                 if lflf < 0:
@@ -179,6 +180,7 @@ class SSEFramer:
                 events.append(SSEEvent(raw, bom=self._at_start and raw.startswith(BOM)))
             self._at_start = self._skipping = False
             start = pos = end
+            lflf = buf.find(b"\n\n", pos)
         if events and start == n and buf[n - 1] == 0x0D:
             # An event ended with a CR and nothing after it yet. It is complete (a CR ends a
             # line), so it goes now; should an LF come next, it is the rest of a CRLF.
