@@ -91,6 +91,12 @@ class DialectSpec(_Strict):
     """Recorded and checked, never rewritten."""
     repairs: str
     """What is repaired, for the README's table (rule IDs from usage-semantics §8)."""
+    price_provider: str | None = None
+    """The genai-prices provider id of the models this dialect's own upstream serves, tried after
+    the upstream's URL and before the model's name alone; None when it has none (local models,
+    priced only by their name or the user's `usage_prices`)."""
+    model_in_path: bool = False
+    """The path names the model (`…/models/NAME:method`, `/model/ID/…`) when the body does not."""
 
     @field_validator("paths", "websocket_paths")
     @classmethod
