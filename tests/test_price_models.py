@@ -128,3 +128,28 @@ def test_a_resolution_is_cached_per_upstream_dialect_and_model() -> None:
     # Another dialect is another resolution.
     other = resolve("claude-sonnet-4-5-20250929", url=LOCAL_CHAT, dialect="anthropic", override=None)
     assert first is not None and other is not None and (first.match, other.match) == ("model", "provider")
+
+
+def test_every_dialects_price_provider_is_one_genai_prices_knows() -> None:
+    from genai_prices.data_snapshot import get_snapshot
+
+    from usagefix.dialects import SPECS
+
+    known = {p.id for p in get_snapshot().providers}
+    assert all(s.price_provider is None or s.price_provider in known for s in SPECS.values())
+
+
+def test_the_one_module_providers_price_by_their_spec() -> None:
+    # Cohere's own provider, from its spec, for a gateway on localhost speaking its dialect.
+    r = resolve("command-a-03-2025", url="http://127.0.0.1:8080/v2/chat", dialect="cohere", override=None)
+    assert r is not None and (r.match, r.provider.id, r.model.id) == ("provider", "cohere", "command-a")
+    r = resolve(
+        "gpt-realtime", url="http://127.0.0.1:8080/v1/realtime", dialect="openai_realtime", override=None
+    )
+    assert r is not None and (r.match, r.provider.id) == ("provider", "openai")
+    # Ollama has no provider: a local model is unpriced, unless the user's price file names it.
+    local = "http://127.0.0.1:11434/api/chat"
+    assert resolve("qwen3:8b", url=local, dialect="ollama", override=None) is None
+    named = PriceOverride(model="qwen3*", price_as="gpt-4o-mini", provider="openai")
+    r = resolve("qwen3:8b", url=local, dialect="ollama", override=named)
+    assert r is not None and (r.match, r.provider.id, r.model.id) == ("override", "openai", "gpt-4o-mini")

@@ -106,29 +106,28 @@ def test_framing_derives_from_the_spec() -> None:
 # -- which modules name a dialect ---------------------------------------------------------------
 
 # Modules of the package that name a dialect outside its own module, and why. A new provider adds
-# nothing here: its module, its golden files and its tests are all it touches.
-# The cost and session modules still read the older dialects' bodies by name (where the model,
-# the response id, tool calls and tool results live; which price provider a dialect means): moving
-# those facts into each DialectSpec is what is left of issue 8 for them. Until then a provider
-# added as one module is proxied, normalized and recorded, and priced by its model name alone.
-_COST_AND_SESSIONS = {"conversation.py", "price_models.py", "transcript.py"}
-
+# nothing here: its module, its golden files and its tests are all it touches. What a dialect's
+# requests and responses say (sessions, transcript) and its price provider live in its own module
+# (`READERS`, `SPEC.price_provider`): transcript.py, conversation.py and price_models.py read them
+# through the registry and name no dialect.
 NAMED_ELSEWHERE = {
     # stream usage is asked for in Chat only; a log line's example; Responses shares Chat's hooks
-    "openai_chat": {"addon.py", "talk.py", "dialects/openai_responses.py", *_COST_AND_SESSIONS},
-    "openai_responses": {*_COST_AND_SESSIONS},
+    "openai_chat": {"addon.py", "talk.py", "dialects/openai_responses.py"},
+    "openai_responses": set(),
     # InvokeModel answers Claude in Anthropic's own body; `x-api-key` is Anthropic's secret header;
-    # `anthropic-beta` tells Claude Code; the genai-prices provider in an override's example.
+    # `anthropic-beta` tells Claude Code, and turns on the 1M context window; the genai-prices
+    # provider in an override's example; vendor prefixes of model names (`anthropic/claude-…`).
     "anthropic": {
         "dialects/bedrock.py",
         "redaction.py",
         "sessions.py",
         "price_overrides.py",
-        *_COST_AND_SESSIONS,
+        "price_models.py",
     },
-    # a Gemini model behind an OpenAI dialect (R3); Gemini CLI's User-Agent
-    "gemini": {"dialects/openai_chat.py", "sessions.py", *_COST_AND_SESSIONS},
-    "bedrock": {"dialects/base.py", *_COST_AND_SESSIONS},  # InvokeModel's counts in response headers
+    # a Gemini model behind an OpenAI dialect (R3); Gemini CLI's User-Agent; `models/gemini-…`
+    # names, with the prefix a price lookup peels
+    "gemini": {"dialects/openai_chat.py", "sessions.py", "price_models.py"},
+    "bedrock": {"dialects/base.py"},  # InvokeModel's counts in response headers
     "ollama": set(),
     "cohere": set(),
     "openai_realtime": set(),
@@ -151,6 +150,16 @@ def test_each_dialect_is_named_by_its_own_module_and_nothing_unlisted(name: str)
     assert own in modules_naming(name)
     assert modules_naming(name) - {own} <= NAMED_ELSEWHERE[name]
     assert set(NAMED_ELSEWHERE) == set(NAMES)
+
+
+@pytest.mark.parametrize("module", ["transcript.py", "conversation.py", "price_models.py"])
+def test_sessions_transcript_and_prices_key_nothing_by_a_dialects_name(module: str) -> None:
+    """They read each dialect's facts through the registry (`READERS`, `SPEC.price_provider`):
+    no dialect's name as a word in the first two, none as a string (a table's key) in any."""
+    text = (PACKAGE / module).read_text(encoding="utf-8")
+    assert not any(re.search(rf"[\"']{re.escape(n)}[\"']", text) for n in NAMES)
+    if module != "price_models.py":  # its comments name vendors' model prefixes (`anthropic/…`)
+        assert not any(module in modules_naming(n) for n in NAMES)
 
 
 # -- the engine ---------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ through a chain, and the step that matched is recorded (`Costs.match`):
 1. `override` - the user's `usage_prices` file says what the model is (its word beats a guess);
 2. `url` - the upstream's own URL (`https://api.anthropic.com/...`, Bedrock, Vertex, OpenRouter,
    Azure with its fallback to OpenAI's and Anthropic's models);
-3. `provider` - the dialect's provider (`anthropic`, `openai`, `google`, `aws`): a gateway on
-   localhost speaking the OpenAI dialect serves OpenAI models at OpenAI's prices;
+3. `provider` - the dialect's own genai-prices provider (its spec's `price_provider`): a gateway
+   on localhost speaking the OpenAI dialect serves OpenAI models at OpenAI's prices;
 4. `model` - the name alone: genai-prices finds the provider by the name (`claude-*` is
    Anthropic's), so a CLI proxy serving Claude in the OpenAI dialect still prices as Anthropic;
 5. `stripped` - the name without what gateways and clouds put around it: a vendor prefix
@@ -29,18 +29,10 @@ from dataclasses import dataclass
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, Provider
 
+from usagefix.dialects import SPECS
 from usagefix.price_overrides import PriceOverride
 
 __all__ = ["ONE_MILLION", "Resolved", "context_window", "resolve", "stripped_names", "upstream_url"]
-
-# The dialect's own provider (genai-prices ids).
-DIALECT_PROVIDER = {
-    "openai_chat": "openai",
-    "openai_responses": "openai",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "bedrock": "aws",
-}
 
 ONE_MILLION = 1_000_000
 
@@ -75,7 +67,8 @@ def _resolve(model: str, url: str | None, dialect: str, override: PriceOverride 
         # the automatic steps still may.
     if url is not None and (found := _find(model, url=url)):
         return Resolved(*found, "url")
-    provider = DIALECT_PROVIDER.get(dialect)
+    spec = SPECS.get(dialect)
+    provider = spec.price_provider if spec is not None else None
     if provider is not None and (found := _find(model, provider_id=provider)):
         return Resolved(*found, "provider")
     if found := _find(model):

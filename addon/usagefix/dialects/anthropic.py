@@ -11,7 +11,10 @@ known one. A count nobody reported is never filled in (no invented zeros). A new
 
 from __future__ import annotations
 
+from typing import Any
+
 from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.readers import Readers, RequestSays, ResponseNotes, contents, dicts, ids
 from usagefix.dialects.spec import DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -70,6 +73,47 @@ SPEC = DialectSpec(
     final_events=("message_delta",),
     # I4: any negative number in the block becomes 0.
     count_keys=".*",
+    price_provider="anthropic",
+    # Claude on Vertex names the model only in its path.
+    model_in_path=True,
 )
 
 DIALECT = FieldMapDialect(SPEC)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def read_message(msg: dict[str, Any], notes: ResponseNotes) -> None:
+    """A whole message (a body, or `message_start`'s): its model, id, `tool_use` blocks, cost."""
+    notes.ids(msg.get("model"), msg.get("id"))
+    for block in dicts(msg.get("content")):
+        if block.get("type") == "tool_use":
+            notes.tool(block.get("id"))
+    notes.usage(msg.get("usage"))
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """A stream's `message_start` and `content_block_start` (`tool_use`), or a whole body."""
+    kind = obj.get("type")
+    if kind == "message_start" and isinstance(obj.get("message"), dict):
+        read_message(obj["message"], notes)
+    elif kind == "content_block_start" and isinstance(obj.get("content_block"), dict):
+        if obj["content_block"].get("type") == "tool_use":
+            notes.tool(obj["content_block"].get("id"))
+    elif kind == "message":
+        read_message(obj, notes)
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """Tool results are `tool_result` blocks of the last (user) message, by `tool_use_id`; the
+    system prompt is the body's `system`."""
+    messages = dicts(body.get("messages"))
+    results: tuple[str, ...] = ()
+    if messages and messages[-1].get("role") == "user":
+        blocks = [b for b in dicts(messages[-1].get("content")) if b.get("type") == "tool_result"]
+        results = ids(blocks, "tool_use_id")
+    return RequestSays(results, body.get("system"), contents(messages, "user"))
+
+
+READERS = Readers(request=read_request, response=read_event)

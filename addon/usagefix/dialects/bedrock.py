@@ -19,12 +19,14 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from usagefix.dialects import anthropic
 from usagefix.dialects.base import Context, Session, Tally, unapplied
 from usagefix.dialects.engine import FieldMapDialect
 from usagefix.dialects.fieldmap import Read, read_fields
+from usagefix.dialects.readers import Readers, RequestSays, ResponseNotes, contents, dicts, ids
 from usagefix.dialects.spec import DialectSpec, Field
 from usagefix.normalize import Outcome
 
@@ -200,6 +202,52 @@ SPEC = DialectSpec(
     # Absent counts read as 0; every block found is a snapshot.
     absent_headline="zero",
     skips="nothing",
+    price_provider="aws",
+    # `/model/<id>/invoke…`, `/model/<id>/converse…`: the body never names it.
+    model_in_path=True,
 )
 
 DIALECT = Bedrock(SPEC)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def _converse_block(block: Any, notes: ResponseNotes) -> None:
+    if isinstance(block, dict) and isinstance(block.get("toolUse"), dict):
+        notes.tool(block["toolUse"].get("toolUseId"))
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """ConverseStream's `contentBlockStart`, Converse's `output.message`, InvokeModel's vendor body
+    (a Claude model's is Anthropic's own), InvokeModel stream chunks (base64 vendor JSON)."""
+    if name == "chunk" and isinstance(obj.get("bytes"), str):
+        try:
+            inner = json.loads(base64.b64decode(obj["bytes"], validate=True), parse_float=Decimal)
+        except (binascii.Error, ValueError):
+            return
+        if isinstance(inner, dict):
+            anthropic.read_event(None, inner, notes)
+    elif name == "contentBlockStart":
+        _converse_block(obj.get("start"), notes)
+    elif isinstance(obj.get("output"), dict) and isinstance(obj["output"].get("message"), dict):
+        for block in dicts(obj["output"]["message"].get("content")):
+            _converse_block(block, notes)
+    elif name is None:
+        anthropic.read_message(obj, notes)
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """Converse: `toolResult.toolUseId` blocks of the last (user) message, the body's `system`;
+    InvokeModel for a Claude model: Anthropic's own body (it says `anthropic_version`)."""
+    if "anthropic_version" in body:
+        return anthropic.read_request(body)
+    messages = dicts(body.get("messages"))
+    results: tuple[str, ...] = ()
+    if messages and messages[-1].get("role") == "user":
+        blocks = dicts(messages[-1].get("content"))
+        results = ids([b["toolResult"] for b in blocks if isinstance(b.get("toolResult"), dict)], "toolUseId")
+    return RequestSays(results, body.get("system"), contents(messages, "user"))
+
+
+READERS = Readers(request=read_request, response=read_event)

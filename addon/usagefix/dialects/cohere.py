@@ -14,6 +14,16 @@ from typing import Any
 
 from usagefix.dialects.base import Tally
 from usagefix.dialects.engine import FieldMapDialect, Read
+from usagefix.dialects.readers import (
+    Readers,
+    RequestSays,
+    ResponseNotes,
+    contents,
+    dicts,
+    first,
+    ids,
+    trailing,
+)
 from usagefix.dialects.spec import DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -45,6 +55,7 @@ SPEC = DialectSpec(
         "checked (`billed_exceeds_processed` when it bills more than `tokens` counts), never "
         "touched."
     ),
+    price_provider="cohere",
 )
 
 
@@ -64,3 +75,36 @@ def _check(usage: Mapping[str, Any], read: Read, tally: Tally) -> None:
 
 
 DIALECT = FieldMapDialect(SPEC, check=_check)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def _calls(value: Any, notes: ResponseNotes) -> None:
+    """Tool calls by `id`: a list in a message, one object in `tool-call-start`'s delta."""
+    for call in [value] if isinstance(value, dict) else dicts(value):
+        notes.tool(call.get("id"))
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """A stream's `message-start` (the response `id`) and `tool-call-start` events, or a whole
+    body (`id`, `message.tool_calls`). Cohere's responses never name the model: the request's
+    `model` stands for it."""
+    kind = obj.get("type")
+    if kind in ("message-start", None):
+        notes.ids(None, obj.get("id"))
+    if kind in ("tool-call-start", None):
+        holder = obj.get("delta") if kind else obj
+        message = holder.get("message") if isinstance(holder, dict) else None
+        if isinstance(message, dict):
+            _calls(message.get("tool_calls"), notes)
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """The trailing `role: tool` messages, by `tool_call_id`; the first `system` message."""
+    messages = dicts(body.get("messages"))
+    results = trailing(messages, lambda m: m.get("role") == "tool")
+    return RequestSays(ids(results, "tool_call_id"), first(messages, ("system",)), contents(messages, "user"))
+
+
+READERS = Readers(request=read_request, response=read_event)

@@ -12,8 +12,10 @@ and the final one covers them all: only a final snapshot below an earlier one is
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.readers import Readers, RequestSays, ResponseNotes, contents, dicts, ids
 from usagefix.dialects.spec import DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC", "Gemini"]
@@ -82,6 +84,40 @@ SPEC = DialectSpec(
     absent_headline="zero",
     # Vertex sends `{"trafficType": …}`-only snapshots on intermediate chunks: they carry no counts.
     skips="no_key",
+    price_provider="google",
+    # `…/models/<name>:generateContent`: the body never names it.
+    model_in_path=True,
 )
 
 DIALECT = Gemini(SPEC)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """`modelVersion`, `responseId`, and each candidate's `functionCall` parts (by their `id`)."""
+    notes.ids(obj.get("modelVersion"), obj.get("responseId"))
+    for candidate in dicts(obj.get("candidates")):
+        content = candidate.get("content")
+        for part in dicts(content.get("parts") if isinstance(content, dict) else None):
+            call = part.get("functionCall")
+            if isinstance(call, dict):
+                notes.tool(call.get("id"))  # optional in Gemini: absent ids index nothing
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """`functionResponse.id` parts of the last content; `systemInstruction` (REST's camelCase or
+    the protobuf JSON's snake_case); user contents hold `parts`."""
+    messages = dicts(body.get("contents"))
+    results: tuple[str, ...] = ()
+    if messages:
+        parts = dicts(messages[-1].get("parts"))
+        calls = [p["functionResponse"] for p in parts if isinstance(p.get("functionResponse"), dict)]
+        results = ids(calls, "id")
+    system = body.get("systemInstruction", body.get("system_instruction"))
+    system_parts = system.get("parts") if isinstance(system, dict) else None
+    return RequestSays(results, system_parts, contents(messages, "user", "parts"))
+
+
+READERS = Readers(request=read_request, response=read_event)

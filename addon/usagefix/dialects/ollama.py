@@ -10,7 +10,19 @@ this dialect, so nothing but I4 can be proven wrong: the engine reads, records a
 
 from __future__ import annotations
 
+from typing import Any
+
 from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.readers import (
+    Readers,
+    RequestSays,
+    ResponseNotes,
+    contents,
+    dicts,
+    first,
+    ids,
+    trailing,
+)
 from usagefix.dialects.spec import COMMON_FRAMINGS, DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -43,6 +55,36 @@ SPEC = DialectSpec(
         "`prompt_eval_count` (the whole prompt cached) is unknown, not 0: the response is "
         "`unmeasured` (`unreported:prompt_eval_count`). No `total_tokens` is added."
     ),
+    # Local models have no price list (genai-prices has no Ollama provider): a model is priced
+    # only when its name alone is one genai-prices knows, or the user's `usage_prices` names it.
+    price_provider=None,
 )
 
 DIALECT = FieldMapDialect(SPEC)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """A line of the stream (or the whole body): its `model`, and `message.tool_calls[].id`
+    (sent since Ollama 0.12.10; older servers' calls have no id and index nothing). There is no
+    response id in this dialect."""
+    notes.ids(obj.get("model"), None)
+    message = obj.get("message")
+    for call in dicts(message.get("tool_calls") if isinstance(message, dict) else None):
+        notes.tool(call.get("id"))
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """`/api/chat`: the trailing `role: tool` messages, by `tool_call_id` (a client that sends only
+    `tool_name` links nothing: a name is no id), the first `system` message. `/api/generate`:
+    its `system` and `prompt`."""
+    if "messages" not in body:
+        return RequestSays((), body.get("system"), (body.get("prompt"),))
+    messages = dicts(body.get("messages"))
+    results = trailing(messages, lambda m: m.get("role") == "tool")
+    return RequestSays(ids(results, "tool_call_id"), first(messages, ("system",)), contents(messages, "user"))
+
+
+READERS = Readers(request=read_request, response=read_event)

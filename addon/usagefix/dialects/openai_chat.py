@@ -22,6 +22,16 @@ from typing import Any
 
 from usagefix.dialects.base import Context, Tally
 from usagefix.dialects.engine import FieldMapDialect, FieldMapSession, Read
+from usagefix.dialects.readers import (
+    Readers,
+    RequestSays,
+    ResponseNotes,
+    contents,
+    dicts,
+    first,
+    ids,
+    trailing,
+)
 from usagefix.dialects.spec import Copy, DialectSpec, Field
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import Outcome, Reader
@@ -217,6 +227,37 @@ SPEC = DialectSpec(
     # I4: a negative token count anywhere in the block becomes 0 (never a provider's `cost`,
     # which may be a credit).
     count_keys=r".*_tokens",
+    # A gateway on localhost speaking this dialect serves OpenAI's models at OpenAI's prices;
+    # another vendor's model (`claude-*`) is still found by its name.
+    price_provider="openai",
 )
 
 DIALECT = OpenAIChat(SPEC, check_deepseek, from_gemini=from_gemini, judge=judge_translated)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """A chunk or a body: `model`, `id`, each choice's `tool_calls[].id` (in `message` or
+    `delta`), and OpenRouter's `usage.cost`."""
+    notes.ids(obj.get("model"), obj.get("id"))
+    for choice in dicts(obj.get("choices")):
+        for part in ("message", "delta"):
+            if isinstance(choice.get(part), dict):
+                for call in dicts(choice[part].get("tool_calls")):
+                    notes.tool(call.get("id"))
+    notes.usage(obj.get("usage"))
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """The trailing `role: tool` messages, by `tool_call_id`; the first `system` (or o-series
+    `developer`) message."""
+    messages = dicts(body.get("messages"))
+    results = trailing(messages, lambda m: m.get("role") == "tool")
+    return RequestSays(
+        ids(results, "tool_call_id"), first(messages, ("system", "developer")), contents(messages, "user")
+    )
+
+
+READERS = Readers(request=read_request, response=read_event)

@@ -7,7 +7,10 @@ emitted, no matter the final state" (usage-semantics §2.2): `input_tokens`, `ou
 
 from __future__ import annotations
 
+from typing import Any
+
 from usagefix.dialects.engine import FieldMapDialect
+from usagefix.dialects.readers import Readers, ResponseNotes, dicts
 from usagefix.dialects.spec import DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -35,6 +38,27 @@ SPEC = DialectSpec(
         "**R1** `cached_tokens` above `input_tokens`: cache reads added to `input_tokens`. **I3** "
         "a `total_tokens` below input + output is raised. **I4**. One record per `response.done`."
     ),
+    price_provider="openai",
 )
 
 DIALECT = FieldMapDialect(SPEC)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """`response.done`: the response's `id` and its `function_call` output items, by `call_id`.
+    The model is named only in the upgrade's query (`?model=…`), which `transcript` reads."""
+    response = obj.get("response") if obj.get("type") == "response.done" else None
+    if not isinstance(response, dict):
+        return
+    notes.ids(None, response.get("id"))
+    for item in dicts(response.get("output")):
+        if item.get("type") == "function_call":
+            notes.tool(item.get("call_id"))
+
+
+# No request reader: a turn's request is the client's last message before it (`response.create`),
+# while the tool results it answers went earlier, in `conversation.item.create` messages.
+READERS = Readers(response=read_event)

@@ -9,8 +9,21 @@ out: the SDK reads a response without them (as None), and most correct upstreams
 
 from __future__ import annotations
 
+from typing import Any
+
 from usagefix.dialects.engine import FieldMapDialect
 from usagefix.dialects.openai_chat import check_deepseek, from_gemini, judge_translated
+from usagefix.dialects.readers import (
+    Readers,
+    RequestSays,
+    ResponseNotes,
+    contents,
+    dicts,
+    first,
+    ids,
+    string,
+    trailing,
+)
 from usagefix.dialects.spec import Copy, DialectSpec, Field
 
 __all__ = ["DIALECT", "SPEC"]
@@ -78,6 +91,58 @@ SPEC = DialectSpec(
     usage_events=TERMINAL,
     absent_headline="invalid",
     count_keys=r".*_tokens",
+    price_provider="openai",
 )
 
 DIALECT = FieldMapDialect(SPEC, check_deepseek, from_gemini=from_gemini, judge=judge_translated)
+
+
+# -- what its requests and responses say (sessions, transcript) --
+
+
+# Events that carry the whole response object (its model, id, output and, at the end, usage).
+_RESPONSE_EVENTS = (
+    "response.created",
+    "response.in_progress",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+)
+_CALL_ITEMS = ("function_call", "custom_tool_call")
+_OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+
+
+def _item(item: Any, notes: ResponseNotes) -> None:
+    if isinstance(item, dict) and item.get("type") in _CALL_ITEMS:
+        notes.tool(item.get("call_id"))
+
+
+def read_event(name: str | None, obj: dict[str, Any], notes: ResponseNotes) -> None:
+    """The response object (its `model`, `id`, `output` calls by `call_id`, OpenRouter's
+    `usage.cost`), whole or in the events that carry it; an output item added or done."""
+    kind = obj.get("type")
+    if kind in _RESPONSE_EVENTS and isinstance(obj.get("response"), dict):
+        obj = obj["response"]
+    elif kind in ("response.output_item.added", "response.output_item.done"):
+        _item(obj.get("item"), notes)
+        return
+    notes.ids(obj.get("model"), obj.get("id"))
+    for item in dicts(obj.get("output")):
+        _item(item, notes)
+    notes.usage(obj.get("usage"))
+
+
+def read_request(body: dict[str, Any]) -> RequestSays:
+    """The trailing `function_call_output` items, by `call_id`; `instructions`, else the first
+    system item; `input` as a string is one user message; `previous_response_id`."""
+    raw = body.get("input")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else dicts(raw)
+    results = trailing(items, lambda i: i.get("type") in _OUTPUT_ITEMS)
+    instructions = body.get("instructions")
+    system = instructions if isinstance(instructions, str) else first(items, ("system", "developer"))
+    return RequestSays(
+        ids(results, "call_id"), system, contents(items, "user"), string(body.get("previous_response_id"))
+    )
+
+
+READERS = Readers(request=read_request, response=read_event)

@@ -14,6 +14,7 @@ from types import MappingProxyType, ModuleType
 from typing import cast
 
 from usagefix.dialects.base import Dialect
+from usagefix.dialects.readers import NO_READERS, Readers
 from usagefix.dialects.spec import DialectSpec
 from usagefix.framing import Framing
 
@@ -21,6 +22,7 @@ __all__ = [
     "DIALECTS",
     "FILE_SUFFIXES",
     "NAMES",
+    "READERS",
     "SPECS",
     "detect",
     "detect_websocket",
@@ -47,6 +49,18 @@ DIALECTS: MappingProxyType[str, Dialect] = MappingProxyType(
 )
 NAMES: tuple[str, ...] = tuple(SPECS)
 """Every dialect's name, for the profiles' `dialect` key."""
+
+
+def _readers(module: ModuleType) -> Readers:
+    readers = getattr(module, "READERS", NO_READERS)
+    if not isinstance(readers, Readers):
+        raise TypeError(f"{module.__name__}.READERS is a {type(readers).__name__}, not Readers")
+    return readers
+
+
+READERS: MappingProxyType[str, Readers] = MappingProxyType({m.SPEC.name: _readers(m) for m in _MODULES})
+"""What each dialect's requests and responses say (`readers`): sessions and the transcript read
+them through here, never by a dialect's name."""
 
 # The golden corpus names a case's framing by its file's suffix.
 FILE_SUFFIXES: MappingProxyType[str, Framing] = MappingProxyType(

@@ -143,6 +143,12 @@ class DialectSpec(_Strict):
     count_keys: str | None = None
     """When a count was negative (I4), every negative number whose key fully matches this pattern
     becomes 0, at any depth outside `untouched`. None: only the counts the field map reads."""
+    price_provider: str | None = None
+    """The genai-prices provider id of the models this dialect's own upstream serves, tried after
+    the upstream's URL and before the model's name alone; None when it has none (local models,
+    priced only by their name or the user's `usage_prices`)."""
+    model_in_path: bool = False
+    """The path names the model (`…/models/NAME:method`, `/model/ID/…`) when the body does not."""
 
     @field_validator("paths", "websocket_paths")
     @classmethod
