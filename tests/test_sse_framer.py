@@ -251,7 +251,7 @@ def test_quiet_whole_events_come_as_one_run_with_their_count() -> None:
 @pytest.mark.parametrize(
     "chunk",
     [
-        b"data: b\r\n\r\ndata: c\n\n",  # a CR: the loop decides where events end
+        b"data: b\r\n\ndata: c\n\ndata: d\n\n",  # a CR: the loop decides where events end
         b"data: b\n\ndata: c\n\n\n",  # LFs in a row at the end: paired from the left by the loop
     ],
 )

@@ -219,9 +219,7 @@ class SSEFramer:
         if last <= start or buf[last - 1] == 0x0A:
             return start
         end = last + 2
-        count = buf.count(b"\n\n", start, end)
-        if count < 2:
-            return start
+        count = buf.count(b"\n\n", start, end)  # at least 2: `feed` saw two before calling
         raw = bytes(buf[start:end])
         if self.quiet is None or not self.quiet(raw):
             return start
