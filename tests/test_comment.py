@@ -83,3 +83,12 @@ def test_field_names_are_shortened_to_a_word() -> None:
     assert (
         summary(rec("rewritten", upstream_usage={"Tokens": 1}, emitted_usage={"Tokens": 2})) == "Tokens 1→2"
     )
+
+
+def test_a_saved_record_reads_back_into_its_line_and_anything_else_into_none() -> None:
+    from usagefix.comment import saved_summary
+
+    saved = build_record(rewrite_body(DIALECTS["openai_chat"], FOUNDING).result).model_dump(mode="json")
+    assert saved["usage_after"]["total"] == 107578  # saved with the computed total
+    assert saved_summary(saved) == "prompt 1678→107208 · R1"
+    assert saved_summary({"status": 3}) == ""

@@ -32,13 +32,12 @@ from typing import Any, get_args
 
 from mitmproxy import exceptions, http
 from mitmproxy import io as mio
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from usagefix.cmd_ledger import add_pipeline_arguments, pipeline_from_args
-from usagefix.comment import summary
+from usagefix.comment import saved_summary
 from usagefix.costview import money_line, session_line
 from usagefix.dialects import model_from_path
 from usagefix.diffview import Filters, FlowRow, parse_since, summarize
@@ -46,9 +45,8 @@ from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import flow_rows
 from usagefix.flowfiles import flow_files
 from usagefix.ledger.pipeline import Pipeline
-from usagefix.record import METADATA_KEY, Status, UsageRecord
+from usagefix.record import METADATA_KEY, Status
 from usagefix.report import render_record
-from usagefix.usage import CanonicalUsage
 from usagefix.wsturns import TURNS_KEY
 
 __all__ = ["add_parser"]
@@ -159,18 +157,6 @@ def _ledger_rows(pipeline: Pipeline | None, flow: http.HTTPFlow) -> dict[str, Ex
     return {r.id: r for r in flow_rows(flow, pipeline)} if pipeline is not None else {}
 
 
-def _turn_line(rec: dict[str, Any]) -> str:
-    """The turn's one line, as the flow's comment gives the last turn's."""
-    saved = dict(rec)
-    for k in ("usage_before", "usage_after"):  # saved with their computed `total`, read without
-        if isinstance(saved.get(k), dict):
-            saved[k] = {f: v for f, v in saved[k].items() if f in CanonicalUsage.model_fields}
-    try:
-        return summary(UsageRecord.model_validate(saved))
-    except ValidationError:
-        return ""
-
-
 def turn_rows(path: Path, flow: http.HTTPFlow, ledger: Mapping[str, ExchangeRow]) -> Iterator[FlowRow]:
     """One row per recorded turn of a WebSocket (Codex's Responses, Realtime): method `WS`, the
     id `<flow id>#<message index>` (as the ledger's), the turn message's time."""
@@ -193,7 +179,7 @@ def turn_rows(path: Path, flow: http.HTTPFlow, ledger: Mapping[str, ExchangeRow]
             model=(row.model_reported or row.model_requested) if row is not None else base.model,
             started=ws.messages[i].timestamp,
             latency_ms=None,
-            comment=_turn_line(entry["record"]),
+            comment=saved_summary(entry["record"]),
             record=_unreversed(entry["record"]),
             ledger=row,
         )

@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from usagefix.record import UsageRecord
+from pydantic import ValidationError
 
-__all__ = ["COMMENT_MAX", "flat_diff", "summary"]
+from usagefix.record import UsageRecord
+from usagefix.usage import CanonicalUsage
+
+__all__ = ["COMMENT_MAX", "flat_diff", "saved_summary", "summary"]
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -86,3 +89,16 @@ def summary(rec: UsageRecord) -> str:
     if rec.status == "undecodable_encoding":
         return _clip(f"untouched · {rec.error}")
     return _clip(f"passed through untouched · error: {rec.error}")
+
+
+def saved_summary(rec: Mapping[str, Any]) -> str:
+    """`summary` of a record as a flow saved it (its usage with the computed `total`, which the
+    model does not take back); "" for one that is not a record (hand-edited, another schema)."""
+    saved = dict(rec)
+    for k in ("usage_before", "usage_after"):
+        if isinstance(saved.get(k), Mapping):
+            saved[k] = {f: v for f, v in saved[k].items() if f in CanonicalUsage.model_fields}
+    try:
+        return summary(UsageRecord.model_validate(saved))
+    except ValidationError:
+        return ""
