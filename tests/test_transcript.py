@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import struct
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from usagefix import transcript
 from usagefix.conversation import RequestFacts, read_request
 from usagefix.exchange import ResponseFacts
 from usagefix.framing.eventstream import encode_frame
@@ -562,3 +565,34 @@ def test_gemini_and_bedrock_requests() -> None:
 def test_bad_request_bodies_give_empty_facts(body: Any) -> None:
     for dialect in ("anthropic", "openai_chat", "openai_responses", "gemini", "bedrock", "unknown"):
         assert read_request(dialect, body) == RequestFacts()
+
+
+_STREAM_TYPES = {".sse": "text/event-stream", ".ndjson": "application/x-ndjson", ".jsonarray": JSON}
+_GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
+_GOLDEN_STREAMS = sorted(p for p in _GOLDEN.glob("*/*.upstream.*") if p.suffix in _STREAM_TYPES)
+
+
+@pytest.mark.parametrize("path", _GOLDEN_STREAMS, ids=lambda p: f"{p.parent.name}/{p.name.split('.')[0]}")
+def test_the_byte_test_for_later_events_changes_no_fact(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dialect's `later` needles let the thousands of text deltas of a long stream go unparsed
+    # once its model and id are known: the facts read are those of reading every event.
+    dialect, content_type, body = path.parent.name, _STREAM_TYPES[path.suffix], path.read_bytes()
+    fast = read_response(dialect, content_type, body)
+    everything = {name: dataclasses.replace(r, later=None) for name, r in transcript.READERS.items()}
+    monkeypatch.setattr(transcript, "READERS", everything)
+    assert read_response(dialect, content_type, body) == fast
+
+
+def test_a_long_chat_stream_is_read_without_parsing_its_text_deltas(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = {"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "delta": {"content": "a"}}]}
+    delta = {"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "delta": {"content": "b"}}]}
+    call = {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"tool_calls": [{"id": "call_1"}]}}]}
+    events = [first, *[delta] * 500, call]
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    parsed: list[str] = []
+    real = json.loads
+    monkeypatch.setattr(transcript.json, "loads", lambda s, **kw: parsed.append(s) or real(s, **kw))
+    assert read_response("openai_chat", "text/event-stream", body) == ResponseFacts(
+        "m", "chatcmpl-1", ("call_1",)
+    )
+    assert len(parsed) == 2  # the first chunk and the tool call

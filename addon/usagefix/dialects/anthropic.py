@@ -116,4 +116,9 @@ def read_request(body: dict[str, Any]) -> RequestSays:
     return RequestSays(results, body.get("system"), contents(messages, "user"))
 
 
-READERS = Readers(request=read_request, response=read_event)
+READERS = Readers(
+    request=read_request,
+    response=read_event,
+    # After message_start (model, id), only a `tool_use` block says more.
+    later=(b'"tool_use"',),
+)

@@ -120,4 +120,9 @@ def read_request(body: dict[str, Any]) -> RequestSays:
     return RequestSays(results, system_parts, contents(messages, "user", "parts"))
 
 
-READERS = Readers(request=read_request, response=read_event)
+READERS = Readers(
+    request=read_request,
+    response=read_event,
+    # After the first chunk (modelVersion, responseId), only a functionCall part says more.
+    later=(b'"functionCall"',),
+)

@@ -260,4 +260,9 @@ def read_request(body: dict[str, Any]) -> RequestSays:
     )
 
 
-READERS = Readers(request=read_request, response=read_event)
+READERS = Readers(
+    request=read_request,
+    response=read_event,
+    # After the first chunk (model, id), only a tool call or OpenRouter's cost says more.
+    later=(b'"tool_calls"', b'"cost"'),
+)

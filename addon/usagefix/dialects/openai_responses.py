@@ -145,4 +145,9 @@ def read_request(body: dict[str, Any]) -> RequestSays:
     )
 
 
-READERS = Readers(request=read_request, response=read_event)
+READERS = Readers(
+    request=read_request,
+    response=read_event,
+    # After `response.created` (model, id), only a call item or OpenRouter's cost says more.
+    later=(b'"function_call"', b'"custom_tool_call"', b'"cost"'),
+)

@@ -100,6 +100,10 @@ class Readers:
 
     request: RequestReader | None = None
     response: EventReader | None = None
+    later: tuple[bytes, ...] | None = None
+    """Once the model and the response id are known (the first of each is kept), an event of a
+    stream that holds none of these bytes says nothing more to `response`, and is not parsed: a
+    byte test, for the thousands of text deltas of a long stream. None: every event is read."""
 
 
 NO_READERS = Readers()
