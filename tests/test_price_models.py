@@ -150,6 +150,9 @@ def test_the_one_module_providers_price_by_their_spec() -> None:
     # Ollama has no provider: a local model is unpriced, unless the user's price file names it.
     local = "http://127.0.0.1:11434/api/chat"
     assert resolve("qwen3:8b", url=local, dialect="ollama", override=None) is None
+    # Nor by a name genai-prices knows: a local 7B distill is not the hosted model's price.
+    assert resolve("deepseek-r1:7b", url=local, dialect="ollama", override=None) is None
+    assert resolve("deepseek-r1:7b", url=None, dialect="openai_chat", override=None) is not None
     named = PriceOverride(model="qwen3*", price_as="gpt-4o-mini", provider="openai")
     r = resolve("qwen3:8b", url=local, dialect="ollama", override=named)
     assert r is not None and (r.match, r.provider.id, r.model.id) == ("override", "openai", "gpt-4o-mini")

@@ -28,7 +28,8 @@ _WORDS: dict[str, str] = {
     "deepseek_hit_plus_miss_is_not_prompt": "DeepSeek's cache hit + miss tokens differ from prompt_tokens",
     "exclusive_prompt_repaired": "the upstream left cache reads out of the prompt count (as Anthropic "
     "counts) in a dialect that includes them: repaired",
-    "incomplete_tail_bytes": "bytes of an unfinished event when the stream ended (never forwarded)",
+    "incomplete_tail_bytes": "bytes of an event the body ended inside: handed to the client as they "
+    "came, unread",
     "invalid_usage": "a usage block that is not a valid one (a count that is not a number…): left alone",
     "negative_count": "a negative count (raised to 0, I4)",
     "no_final_usage": "the stream ended without its final usage: unmeasured",

@@ -11,7 +11,8 @@ through a chain, and the step that matched is recorded (`Costs.match`):
 3. `provider` - the dialect's own genai-prices provider (its spec's `price_provider`): a gateway
    on localhost speaking the OpenAI dialect serves OpenAI models at OpenAI's prices;
 4. `model` - the name alone: genai-prices finds the provider by the name (`claude-*` is
-   Anthropic's), so a CLI proxy serving Claude in the OpenAI dialect still prices as Anthropic;
+   Anthropic's), so a CLI proxy serving Claude in the OpenAI dialect still prices as Anthropic
+   (not for a dialect of local models, its spec's `priced_by_name` False: Ollama's);
 5. `stripped` - the name without what gateways and clouds put around it: a vendor prefix
    (`anthropic/`, `anthropic.`), a region prefix (`us.`, `global.`), Bedrock's version suffix
    (`-v1:0`), Vertex's `@date`, Claude Code's `[1m]`.
@@ -71,6 +72,8 @@ def _resolve(model: str, url: str | None, dialect: str, override: PriceOverride 
     provider = spec.price_provider if spec is not None else None
     if provider is not None and (found := _find(model, provider_id=provider)):
         return Resolved(*found, "provider")
+    if spec is not None and not spec.priced_by_name:
+        return None  # local models (Ollama): a known name is not what they cost
     if found := _find(model):
         return Resolved(*found, "model")
     for name in stripped_names(model):

@@ -55,9 +55,11 @@ SPEC = DialectSpec(
         "`prompt_eval_count` (the whole prompt cached) is unknown, not 0: the response is "
         "`unmeasured` (`unreported:prompt_eval_count`). No `total_tokens` is added."
     ),
-    # Local models have no price list (genai-prices has no Ollama provider): a model is priced
-    # only when its name alone is one genai-prices knows, or the user's `usage_prices` names it.
+    # Local models have no price list (genai-prices has no Ollama provider), and a name
+    # genai-prices knows (`deepseek-r1:7b`, `gpt-oss:20b`) is a local model, not the hosted one's
+    # price: unpriced unless the user's `usage_prices` names it.
     price_provider=None,
+    priced_by_name=False,
 )
 
 DIALECT = FieldMapDialect(SPEC)

@@ -149,6 +149,10 @@ class DialectSpec(_Strict):
     priced only by their name or the user's `usage_prices`)."""
     model_in_path: bool = False
     """The path names the model (`…/models/NAME:method`, `/model/ID/…`) when the body does not."""
+    priced_by_name: bool = True
+    """Whether a model name genai-prices knows says what an exchange cost. False for a dialect
+    whose models run on the user's own machine (Ollama): `deepseek-r1:7b` there is not the hosted
+    DeepSeek's price; only the upstream's URL or the user's `usage_prices` price it."""
 
     @field_validator("paths", "websocket_paths")
     @classmethod
