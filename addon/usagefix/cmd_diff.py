@@ -273,7 +273,8 @@ def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool, pipeline: Pi
                 elif as_json:
                     print(json.dumps(row.as_json(), ensure_ascii=False), flush=False)
                 else:
-                    where = escape(f"[{Path(row.file).name} {row.flow_id[:8]}]")
+                    turn = row.flow_id[row.flow_id.find("#") :] if "#" in row.flow_id else ""
+                    where = escape(f"[{Path(row.file).name} {row.flow_id[:8]}{turn}]")
                     out.print(f"[bold]== {escape(row.method)} {escape(row.url)}[/]  [dim]{where}[/]")
                     out.print(_facts(row), style="dim", markup=False)
                     money, notes = _said(row.ledger)

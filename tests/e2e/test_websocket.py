@@ -225,3 +225,4 @@ def test_websocket_turns_are_ledger_rows_and_steps_of_the_session_the_upgrade_na
     assert entries[0]["comment"] == "input 13→22013 · R1" and entries[1]["comment"] == "usage correct"
     text = subprocess.run([str(usagefix), "diff", str(flows)], capture_output=True, text=True, timeout=60)
     assert "== WS " in text.stdout and "WebSocket turn, message" in text.stdout, text.stdout
+    assert f"{entries[0]['flow_id'][:8]}#{entries[0]['flow_id'].split('#')[1]}]" in text.stdout

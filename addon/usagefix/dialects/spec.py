@@ -113,7 +113,7 @@ class DialectSpec(_Strict):
     cumulative: Literal["final_once", "replace_by_field", "last_snapshot"]
     """`final_once`: usage comes once, at the end; `replace_by_field`: each snapshot's fields
     replace the last ones (Anthropic); `last_snapshot`: every snapshot is cumulative, the last
-    is authoritative (Gemini, Ollama). Never summed (I5)."""
+    is authoritative (Gemini). Never summed (I5)."""
     fields: tuple[Field, ...]
     """The usage block's counts onto canonical units, each with its kind."""
     emits: tuple[str, ...]
