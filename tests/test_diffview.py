@@ -162,3 +162,23 @@ def test_json_carries_the_flow_facts_and_the_record_in_schema_order() -> None:
     )
     assert ordered_record({"rules": None}) == {"rules": None}
     assert FlowRow("f", "i", "GET", "u", "h", None, None, None, None, "", {}).as_json()["time"] is None
+
+
+def test_a_total_the_upstream_reported_below_its_parts_is_what_was_received() -> None:
+    # I3 alone: the canonical reading recomputes the total from the headlines, so the upstream's
+    # own total (3) lives in the rule's `before`: the summary and the diff show it as received.
+    from usagefix.dialects import DIALECTS
+    from usagefix.recordbuild import build_record
+    from usagefix.report import as_received, render_record
+    from usagefix.rewriter import rewrite_body
+
+    body = b'{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":3}}'
+    rec = build_record(rewrite_body(DIALECTS["openai_chat"], body).result).model_dump(mode="json")
+    assert [r["rule"] for r in rec["rules"]] == ["I3"] and rec["usage_before"]["total"] == 15
+    assert as_received(rec) == {**rec["usage_before"], "total": 3}
+    row = FlowRow("f", "i", "POST", "u", "h", "m", None, 200, None, "", rec)
+    (group, total) = summarize([row])
+    assert (str(group.received), str(group.corrected)) == ("3", "15")
+    text = render_record(rec)
+    assert any(line.split()[:3] == ["total", "3", "15"] for line in text.splitlines())
+    assert as_received({"usage_before": None}) is None

@@ -17,6 +17,7 @@ from typing import Any
 from usagefix.costview import cost_json, session_json
 from usagefix.exchange import ExchangeRow
 from usagefix.record import RuleRecord, UsageRecord
+from usagefix.report import as_received
 from usagefix.reporting.terminal import dollars
 from usagefix.usage import CanonicalUsage
 
@@ -220,7 +221,7 @@ class SummaryRow:
         measured = row.record.get("final_seen") is True
         self.unmeasured += not measured
         if measured:  # an unmeasured response has no total to add, and is counted as such
-            self.received.add(row.record.get("usage_before"))
+            self.received.add(as_received(row.record))
             self.corrected.add(row.record.get("usage_after"))
             if row.ledger is not None:
                 self.cost_before.add(row.ledger.cost_before)

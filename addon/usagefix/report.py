@@ -13,7 +13,7 @@ from typing import Any
 from usagefix.comment import flat_diff
 from usagefix.legend import MARK, describe
 
-__all__ = ["WIDTH", "impact", "render_record"]
+__all__ = ["WIDTH", "as_received", "impact", "render_record"]
 
 WIDTH = 78
 """Lines are wrapped to this width: mitmweb clips a long line at the edge of its detail pane (half
@@ -78,6 +78,21 @@ def _signed(n: int) -> str:
     return f"−{-n}" if n < 0 else str(n)
 
 
+def as_received(rec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The record's canonical reading of the upstream's block, with the total the upstream itself
+    reported. `usage_before.total` is recomputed from the headlines (I3), so where a rule changed
+    the total (I3 raising one below prompt + completion) the upstream's own figure is that rule's
+    `before`: what a consumer of the upstream's block read."""
+    before = rec.get("usage_before")
+    if not isinstance(before, Mapping):
+        return None
+    for r in rec.get("rules") or []:
+        change = (r.get("changes") or {}).get("total") if isinstance(r, Mapping) else None
+        if isinstance(change, list) and change and isinstance(change[0], int):
+            return {**before, "total": change[0]}
+    return before
+
+
 def _consumer(u: Mapping[str, Any]) -> dict[str, int]:
     """What a standard consumer computes from a canonical snapshot, by the name it bills by. The
     uncached input is left unclamped: a block whose cache reads exceed its prompt gives a negative
@@ -102,7 +117,7 @@ def impact(rec: Mapping[str, Any], money: str | None = None) -> str | None:
     `money` is the same comparison in money, worded by whoever prices it (`cost $-0.31 → $0.03`):
     appended as it is. Prices are not this module's business.
     """
-    before, after = rec.get("usage_before"), rec.get("usage_after")
+    before, after = as_received(rec), rec.get("usage_after")
     if not isinstance(after, Mapping) or not rec.get("final_seen", True):
         return None
     a, b = _consumer(before if isinstance(before, Mapping) else {}), _consumer(after)
@@ -190,7 +205,7 @@ def render_record(rec: Mapping[str, Any], *, money: str | None = None, notes: Se
         if any(x.endswith("(start)") for _, x, _, _ in rows):
             lines += _wrap(_START)
 
-    before, after = rec.get("usage_before"), rec.get("usage_after")
+    before, after = as_received(rec), rec.get("usage_after")
     if before or after:
         # A stream that ended before its final usage keeps its last partial snapshot: shown as
         # such, never as the response's usage.
