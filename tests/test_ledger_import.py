@@ -97,6 +97,10 @@ def test_import_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["ledger", "import", str(tmp_path / "none.mitm"), "--ledger", str(tmp_path / "l.sqlite")]) == 2
     )
     assert "none.mitm: no such file or directory" in capsys.readouterr().err
+    # A bad file among good ones is named; the others are still imported.
+    both = tmp_path / "both.sqlite"
+    assert main(["ledger", "import", str(bad), str(DEMO), "--ledger", str(both)]) == 2
+    assert str(bad) in capsys.readouterr().err and len(list(read_rows(both))) == 4
     assert main(["ledger", "import", str(DEMO), "--ledger", "mysql://h/db"]) == 2
     assert "mysql:// is not a ledger" in capsys.readouterr().err
     assert main(["ledger", "import", str(DEMO), "--ledger", "off"]) == 2

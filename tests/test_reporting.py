@@ -285,7 +285,11 @@ def test_report_command_reads_each_kind_of_path(
     assert 'id="cost-chart"' in html.read_text() and "2 sessions" in capsys.readouterr().err
     assert cli.main(["report", str(flow)]) == 0 and "Total" in capsys.readouterr().out
     assert cli.main(["report", str(tmp_path / "missing.sqlite")]) == 2
-    assert "no such ledger or flow file" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"usagefix: {tmp_path / 'missing.sqlite'}: no such file or directory\n"
+    # A bad target is named, and the others are still reported (as usagefix diff does): exit 2.
+    assert cli.main(["report", str(tmp_path / "missing.sqlite"), str(flow)]) == 2
+    out = capsys.readouterr()
+    assert "missing.sqlite: no such file or directory" in out.err and "Total" in out.out
     with pytest.raises(SystemExit):
         cli.main(["report", "--since", "yesterday", str(flow)])
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mitmproxy import exceptions
+
 from usagefix.exchange import ExchangeRow
 from usagefix.flowfacts import pipeline_for, rows_from_flows
 from usagefix.ledger import open_store, parse_target
@@ -92,19 +94,27 @@ def import_flows(paths: Sequence[Path], ledger: str, pipeline: Pipeline | None =
     except Exception as e:  # sqlite3.Error, psycopg.Error: say which ledger, not a traceback
         print(f"usagefix: cannot open the ledger {target}: {e}", file=sys.stderr)
         return 2
+    pipeline = pipeline if pipeline is not None else Pipeline()
     seen = new = 0
+    failed = False
     batch: list[ExchangeRow] = []
     try:
-        # Row by row, so that a file cut short (a proxy killed while writing it) still gives the
-        # rows of every flow before the cut, and then the error naming the file.
-        for row in rows_from_flows(paths, pipeline):
-            batch.append(row)
-            if len(batch) >= BATCH:
-                new, seen, batch = new + store.write(batch), seen + len(batch), []
+        for path in paths:
+            # Row by row, so that a file cut short (a proxy killed while writing it) still gives
+            # the rows of every flow before the cut; then the error names the file, and the other
+            # files are still read (as usagefix diff and report do).
+            try:
+                for row in rows_from_flows([path], pipeline):
+                    batch.append(row)
+                    if len(batch) >= BATCH:
+                        new, seen, batch = new + store.write(batch), seen + len(batch), []
+            except (OSError, exceptions.FlowReadException) as e:
+                failed = True
+                print(f"usagefix: {e}", file=sys.stderr)
     finally:
         if batch:
             new, seen = new + store.write(batch), seen + len(batch)
         store.close()
     took = time.monotonic() - start
     print(f"{seen} exchanges read, {new} new rows in {target} ({took:.1f} s)", file=sys.stderr)
-    return 0
+    return 2 if failed else 0

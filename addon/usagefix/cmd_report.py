@@ -75,10 +75,14 @@ def _is_ledger(path: Path) -> bool:
         return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
 
 
-def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[ExchangeRow]:
+def load_rows(
+    targets: Sequence[str], pipeline: Pipeline | None = None, errors: list[str] | None = None
+) -> list[ExchangeRow]:
     """Rows from each target: ledgers through `usagefix.ledger.read_rows`, flow files through
     `usagefix.flowfacts.rows_from_flows` (one pipeline for all, so sessions span files); an
-    exchange in several targets is counted once."""
+    exchange in several targets is counted once. With `errors`, a target that cannot be read
+    (or stops being readable) is named there in one line and the others are still read, as
+    `usagefix diff` does; without, its error is raised."""
     pipeline = pipeline if pipeline is not None else Pipeline()
     rows: dict[str, ExchangeRow] = {}
 
@@ -87,31 +91,41 @@ def load_rows(targets: Sequence[str], pipeline: Pipeline | None = None) -> list[
             rows.setdefault(row.id, row)
 
     for target in targets:
-        if target.startswith(("postgresql://", "postgres://")):
-            add(read_rows(target))
-            continue
-        path = Path(target)
-        if path.is_dir():
-            add(rows_from_flows(flow_files(path), pipeline))
-        elif not path.exists():
-            raise FileNotFoundError(f"no such ledger or flow file: {path}")
-        elif _is_ledger(path):
-            add(read_rows(str(path)))
-        else:
-            add(rows_from_flows([path], pipeline))
+        try:
+            if target.startswith(("postgresql://", "postgres://")):
+                add(read_rows(target))
+                continue
+            path = Path(target)
+            if path.is_dir() or not path.exists():
+                add(rows_from_flows(flow_files(path), pipeline))
+            elif _is_ledger(path):
+                add(read_rows(str(path)))
+            else:
+                add(rows_from_flows([path], pipeline))
+        except (OSError, exceptions.FlowReadException, sqlite3.Error, psycopg.Error) as e:
+            if errors is None:
+                raise
+            errors.append(one_line(e))
     return list(rows.values())
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        rows = load_rows(args.paths or [str(DEFAULT_LEDGER)], cmd_ledger.pipeline_from_args(args))
-    except exceptions.FlowReadException as e:  # "FILE: Invalid data format" from mitmproxy
+def one_line(e: BaseException) -> str:
+    """A target's error as `usagefix report` says it."""
+    if isinstance(e, exceptions.FlowReadException):  # "FILE: Invalid data format" from mitmproxy
         where, _, why = str(e).partition(": ")
         said = "not a mitmproxy flow file" if "Invalid data format" in why else f"unreadable: {why}"
-        print(f"usagefix: {where}: {said}", file=sys.stderr)
-        return 2
-    except (sqlite3.Error, psycopg.Error) as e:  # the ledger's fault in one line, not a traceback
-        print(f"usagefix: cannot read the ledger: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
+        return f"{where}: {said}"
+    if isinstance(e, sqlite3.Error | psycopg.Error):  # the ledger's fault, not a traceback
+        return f"cannot read the ledger: {type(e).__name__}: {e}".splitlines()[0]
+    return str(e)
+
+
+def run(args: argparse.Namespace) -> int:
+    errors: list[str] = []
+    rows = load_rows(args.paths or [str(DEFAULT_LEDGER)], cmd_ledger.pipeline_from_args(args), errors)
+    for error in errors:
+        print(f"usagefix: {error}", file=sys.stderr)
+    if errors and not rows:
         return 2
     filters = {"since": args.since, "model": args.model, "host": args.host}
     report = build_report(rows, by=args.by, **filters)
@@ -129,4 +143,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         # A pipe or a file gets the whole table, not one squeezed to 80 columns.
         print_report(report, Console() if sys.stdout.isatty() else Console(width=320))
-    return 0
+    return 2 if errors else 0
