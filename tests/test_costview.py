@@ -27,6 +27,8 @@ def test_unpriced_is_never_zero() -> None:
     assert money_line(nameless) == "cost unpriced (no model named)"
     half = row(3, cost_before=None, cost_after=Decimal("0.01"), price_model_id=None)
     assert money_line(half) == "cost unpriced → $0.0100 (claude-sonnet-4-5-20250929, genai-prices 0.2.3)"
+    cut = row(4, cost_before=None, cost_after=None, usage_before=None, usage_after=None)
+    assert money_line(cut) == "cost unmeasured (no usage to price)"  # not "no price for" a priced model
 
 
 def test_the_session_with_its_source_and_only_named_ones_for_a_single_flow() -> None:

@@ -27,7 +27,9 @@ def money_line(row: ExchangeRow) -> str:
     """`cost -$0.2743 → $0.0422 (claude-sonnet-4-5, genai-prices 0.2.3)`: what a standard consumer
     computes from the upstream's block, then the price of what the client received."""
     text = f"cost {dollars(row.cost_before)} → {dollars(row.cost_after)}"
-    if row.cost_before is None and row.cost_after is None:
+    if row.usage_before is None and row.usage_after is None:
+        text = "cost unmeasured (no usage to price)"  # a priced model, but no count was read
+    elif row.cost_before is None and row.cost_after is None:
         model = row.model_reported or row.model_requested
         text = "cost unpriced (" + (f"no price for {model}" if model else "no model named") + ")"
     else:
