@@ -96,7 +96,7 @@ def load_rows(
                 add(read_rows(target))
                 continue
             path = Path(target)
-            if path.is_dir() or not path.exists():
+            if path.is_dir() or not path.exists():  # a missing one: flow_files names it
                 add(rows_from_flows(flow_files(path), pipeline))
             elif _is_ledger(path):
                 add(read_rows(str(path)))

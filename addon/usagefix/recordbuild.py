@@ -119,14 +119,15 @@ def _full_record(
         error=out.error or cut_off,
         content_encoding=content_encoding,
         held_back=held_back.decode("utf-8", "backslashreplace") if held_back else None,
-        held_back_base64=None if _is_utf8(held_back) else base64.b64encode(held_back).decode("ascii"),
+        held_back_base64=_unless_text(held_back),
         stream_usage_added=stream_usage_added,
     )
 
 
-def _is_utf8(data: bytes) -> bool:
+def _unless_text(data: bytes) -> str | None:
+    """`data` in base64 when it is not UTF-8 text (which `held_back` then cannot hold exactly)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    return True
+        return base64.b64encode(data).decode("ascii")
+    return None

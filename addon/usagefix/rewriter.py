@@ -149,27 +149,18 @@ class StreamRewriter:
         try:
             for ev in events:
                 raw = ev.raw
-                if ev.count > 1:  # a quiet run of whole events: it goes as it came
-                    result.events += ev.count
-                    self._event_start = self._taken
-                    self._reasons = ()
-                    self._dropped = False
-                    pieces.append(raw)
-                    self._sent += len(raw)
-                    self._taken += len(raw)
-                    done += 1
-                    continue
-                carries = ev.complete and might_carry_usage(raw)
-                may_end = False
-                if ev.complete and not self._ended:
-                    for m in self._markers:
-                        if m in raw:
-                            may_end = True
-                            break
+                carries = may_end = False
+                if ev.count == 1:  # a quiet run (count > 1) was tested by the framer already
+                    carries = ev.complete and might_carry_usage(raw)
+                    if ev.complete and not self._ended:
+                        for m in self._markers:
+                            if m in raw:
+                                may_end = True
+                                break
                 if ev.starts_event and ev.complete and not carries and not may_end:
-                    # The common event, neither usage nor the end: it goes as it came. What
-                    # `_one` would commit for it, without its bookkeeping (the hot path).
-                    result.events += 1
+                    # The common event (or quiet run), neither usage nor the end: it goes as it
+                    # came. What `_one` would commit for it, without its bookkeeping (the hot path).
+                    result.events += ev.count
                     self._event_start = self._taken
                     self._reasons = ()
                     self._dropped = False

@@ -10,6 +10,7 @@ Needs root, iproute2 (`ip netns`, veth) and iptables; skipped, saying which, whe
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -83,30 +84,40 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def veth_namespace(ns: str, outside: tuple[str, str], inside: tuple[str, str]) -> Iterator[Path]:
+    """Network namespace `ns` joined to this one by a veth pair: (device, address) outside and
+    inside, on a /30, its default route through the outside end, whose address `NAME` resolves
+    to in it (/etc/netns/NS/hosts, which is yielded). Gone again afterwards."""
+    (out_dev, out_ip), (in_dev, in_ip) = outside, inside
+    etc = Path("/etc/netns") / ns
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", out_dev, "type", "veth", "peer", "name", in_dev)
+        sh("ip", "link", "set", in_dev, "netns", ns)
+        sh("ip", "addr", "add", f"{out_ip}/30", "dev", out_dev)
+        sh("ip", "link", "set", out_dev, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{in_ip}/30", "dev", in_dev)
+        sh("ip", "-n", ns, "link", "set", in_dev, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", out_ip)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{out_ip} {NAME}\n")
+        yield etc
+    finally:
+        subprocess.run(["ip", "link", "del", out_dev], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(etc, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def netns() -> Iterator[Path]:
     """The client's namespace, with `NAME` resolving to the gateway (via /etc/netns/NS/hosts)."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    etc = Path("/etc/netns") / NS
-    try:
-        sh("ip", "netns", "add", NS)
-        sh("ip", "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS)
-        sh("ip", "link", "set", VETH_NS, "netns", NS)
-        sh("ip", "addr", "add", f"{GATEWAY}/30", "dev", VETH_HOST)
-        sh("ip", "link", "set", VETH_HOST, "up")
-        sh("ip", "-n", NS, "addr", "add", f"{CLIENT}/30", "dev", VETH_NS)
-        sh("ip", "-n", NS, "link", "set", VETH_NS, "up")
-        sh("ip", "-n", NS, "link", "set", "lo", "up")
-        sh("ip", "-n", NS, "route", "add", "default", "via", GATEWAY)
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{GATEWAY} {NAME}\n")
+    with veth_namespace(NS, (VETH_HOST, GATEWAY), (VETH_NS, CLIENT)) as etc:
         yield etc
-    finally:
-        subprocess.run(["ip", "link", "del", VETH_HOST], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 from h2upstream import private_ca
-from test_transparent import AMBIGUOUS, CLIENT_SCRIPT, GOLDEN, NAME, PROFILES, _missing, sh
+from test_transparent import AMBIGUOUS, CLIENT_SCRIPT, GOLDEN, NAME, PROFILES, _missing, sh, veth_namespace
 from upstream import Scenario, Upstream, awkward_cuts
 
 from conftest import MITMDUMP, ROOT, Proxy, stop
@@ -131,24 +131,8 @@ def needs_caps(work: Path) -> bool:
 @pytest.fixture(scope="module")
 def host(work: Path) -> Iterator[None]:
     """The namespace where client and mitmproxy run, its default route out through a veth."""
-    etc = Path("/etc/netns") / NS
-    try:
-        sh("ip", "netns", "add", NS)
-        sh("ip", "link", "add", VETH_OUT, "type", "veth", "peer", "name", VETH_HOST)
-        sh("ip", "link", "set", VETH_HOST, "netns", NS)
-        sh("ip", "addr", "add", f"{FAR}/30", "dev", VETH_OUT)
-        sh("ip", "link", "set", VETH_OUT, "up")
-        sh("ip", "-n", NS, "addr", "add", f"{HOST}/30", "dev", VETH_HOST)
-        sh("ip", "-n", NS, "link", "set", VETH_HOST, "up")
-        sh("ip", "-n", NS, "link", "set", "lo", "up")
-        sh("ip", "-n", NS, "route", "add", "default", "via", FAR)
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{FAR} {NAME}\n")
+    with veth_namespace(NS, (VETH_OUT, FAR), (VETH_HOST, HOST)):
         yield
-    finally:
-        subprocess.run(["ip", "link", "del", VETH_OUT], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
