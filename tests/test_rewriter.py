@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import struct
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,10 @@ class _WrappedSession:
         self.armed = False
 
     def might_carry_usage(self, raw: bytes) -> bool:
-        if self.spec.framing == "sse" and raw.count(b"\n\n") > 1:
-            # A run of whole events, asked about as one (`SSEFramer`'s `quiet`): not quiet, so
-            # that each of its events is asked about on its own, and counted once, whatever the
-            # chunking.
+        if sys._getframe(1).f_code.co_name == "_quiet":
+            # A run of whole events (one or more), asked about as one for `SSEFramer`'s `quiet`:
+            # not quiet, so that each of its events is asked about on its own, and counted
+            # once, whatever the chunking.
             return True
         self.seen += 1
         if self.seen - 1 == self.spec.k:

@@ -113,7 +113,11 @@ class StreamRewriter:
             events = self._framer.feed(chunk)
         except Exception as e:
             return self._give_up(describe(e), (), [], chunk)
-        return self._emit(events) if events else []
+        if not events:
+            return []
+        if len(events) == 1 and events[0].quiet:  # the hot path: one quiet run, as it came
+            return [self._pass(events[0])]
+        return self._emit(events)
 
     def finish(self) -> list[bytes]:
         """End of stream: return every byte still held, complete or not. Never raises."""
@@ -136,8 +140,8 @@ class StreamRewriter:
         which hold for a run as for each of its events (needles without a line end)."""
         if self._session.might_carry_usage(run):
             return False
-        for m in self._markers:  # a loop, not any(): this runs once per chunk
-            if m in run:
+        for m in self._markers:  # a loop, not any(), and `find`, not `in`: this runs per chunk
+            if run.find(m) >= 0:
                 return False
         return True
 
@@ -145,28 +149,19 @@ class StreamRewriter:
         pieces: list[bytes] = []
         done = 0
         might_carry_usage = self._session.might_carry_usage
-        result = self.result
         try:
             for ev in events:
                 raw = ev.raw
                 carries = may_end = False
-                if ev.count == 1:  # a quiet run (count > 1) was tested by the framer already
+                if not ev.quiet:  # a quiet run was tested by the framer already
                     carries = ev.complete and might_carry_usage(raw)
                     if ev.complete and not self._ended:
                         for m in self._markers:
-                            if m in raw:
+                            if raw.find(m) >= 0:
                                 may_end = True
                                 break
                 if ev.starts_event and ev.complete and not carries and not may_end:
-                    # The common event (or quiet run), neither usage nor the end: it goes as it
-                    # came. What `_one` would commit for it, without its bookkeeping (the hot path).
-                    result.events += ev.count
-                    self._event_start = self._taken
-                    self._reasons = ()
-                    self._dropped = False
-                    pieces.append(raw)
-                    self._sent += len(raw)
-                    self._taken += len(raw)
+                    pieces.append(self._pass(ev))
                     done += 1
                     continue
                 out = self._one(ev, carries, may_end)
@@ -178,6 +173,18 @@ class StreamRewriter:
         except Exception as e:  # fail open: this event and everything after it go as they came
             return self._give_up(describe(e), events[done:], pieces)
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
+
+    def _pass(self, ev: Event) -> bytes:
+        """A whole event (or quiet run), neither usage nor the end: it goes as it came. What
+        `_one` would commit for it, without its bookkeeping (the hot path)."""
+        raw = ev.raw
+        self.result.events += ev.count
+        self._event_start = self._taken
+        self._reasons = ()
+        self._dropped = False
+        self._sent += len(raw)
+        self._taken += len(raw)
+        return raw
 
     def _give_up(
         self, reason: str, rest: Sequence[Event], pieces: list[bytes], chunk: bytes = b""

@@ -34,8 +34,10 @@ class ResponseStream:
     decoder: Decoder | None = None
     content_encoding: str | None = None
     max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
-    sent: bytearray = field(default_factory=bytearray)
-    """Everything the client was sent, for the saved flow, up to `max_saved` bytes."""
+    sent: list[bytes] = field(default_factory=list)
+    """Everything the client was sent, for the saved flow, up to `max_saved` bytes: the very
+    pieces returned (kept, not copied, until the end), joined once by `take_body`."""
+    sent_bytes: int = 0
     too_large: int = 0
     """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
     recorded: bool = False
@@ -56,18 +58,22 @@ class ResponseStream:
         for piece in out:
             if self.too_large:
                 self.too_large += len(piece)
-            elif len(self.sent) + len(piece) > self.max_saved:
-                self.too_large = len(self.sent) + len(piece)
-                self.sent = bytearray()  # memory stays bounded: the saved flow goes without it
+                continue
+            size = self.sent_bytes + len(piece)
+            if size > self.max_saved:
+                self.too_large = size
+                self.sent = []  # memory stays bounded: the saved flow goes without it
             else:
-                self.sent += piece
+                self.sent.append(piece)
+                self.sent_bytes = size
         return out
 
     def take_body(self) -> bytes | None:
         """The body for the saved flow, released from here; None ("content missing", as mitmproxy
         saves a streamed body) when it outgrew the bound."""
-        body = None if self.too_large else bytes(self.sent)
-        self.sent = bytearray()
+        body = None if self.too_large else b"".join(self.sent)
+        self.sent = []
+        self.sent_bytes = 0
         return body
 
     def _process(self, chunk: bytes) -> list[bytes]:

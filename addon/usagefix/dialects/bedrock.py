@@ -134,7 +134,7 @@ class _BedrockStream(Session):
     def might_carry_usage(self, raw: bytes) -> bool:
         # metadata frames name themselves in a header; invocation metrics hide in base64, so
         # every `chunk` frame is a candidate (they are few and small).
-        return b"metadata" in raw or b"chunk" in raw
+        return raw.find(b"metadata") >= 0 or raw.find(b"chunk") >= 0
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)

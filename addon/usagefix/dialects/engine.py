@@ -227,7 +227,10 @@ class FieldMapSession(Session):
         self.dialect = dialect
 
     def might_carry_usage(self, raw: bytes) -> bool:
-        return any(n in raw for n in self.dialect.needles)
+        for n in self.dialect.needles:  # `find`, not `in` (see Session.might_carry_usage)
+            if raw.find(n) >= 0:
+                return True
+        return False
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)

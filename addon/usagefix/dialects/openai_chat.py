@@ -96,11 +96,11 @@ class _ChatStream(FieldMapSession):
         # followed by null; the pattern holds no line end, so it tests a run as each event.
         if _USAGE_NOT_NULL.search(raw) is not None:
             return True
-        if self.ctx.strip_usage_chunk and b'"usage"' in raw:
+        if self.ctx.strip_usage_chunk and raw.find(b'"usage"') >= 0:
             return True  # the `"usage":null` keys we caused must go too
         # The end that makes the last snapshot final (`_partial()`, inlined: this runs on every event).
         tally = self.tally
-        return tally.snapshots > 0 and not tally.final_seen and b"[DONE]" in raw
+        return tally.snapshots > 0 and not tally.final_seen and raw.find(b"[DONE]") >= 0
 
     def _partial(self) -> bool:
         """Usage was seen, but not yet on a chunk that ends the response."""

@@ -86,6 +86,8 @@ class Frame:
     starts_event: bool = True
     count: int = 1
     """Always one event (this framer does not join quiet runs)."""
+    quiet: bool = False
+    """Never: this framer does not join quiet runs."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(`:event-type` or `:exception-type`, the payload as text)."""

@@ -42,6 +42,8 @@ class ArrayElement:
     starts_event: bool = True
     count: int = 1
     """Always one event (this framer does not join quiet runs)."""
+    quiet: bool = False
+    """Never: this framer does not join quiet runs."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(None, the element's JSON text), or (None, None) for separators and the closing bracket."""

@@ -35,6 +35,8 @@ class NDJSONLine:
     starts_event: bool = True
     count: int = 1
     """Always one event (this framer does not join quiet runs)."""
+    quiet: bool = False
+    """Never: this framer does not join quiet runs."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(None, the line's text without its line ending): NDJSON lines have no event name."""

@@ -49,8 +49,10 @@ class SSEEvent:
     bom: bool = False
     """The stream's first event, starting with a byte order mark: parsed without it, kept as it is."""
     count: int = 1
-    """How many whole events `raw` holds: more than one only for a run of events the framer's
-    `quiet` test let through as one piece (none of them can carry usage or end the stream)."""
+    """How many whole events `raw` holds: one, or any number for a quiet run."""
+    quiet: bool = False
+    """A run of whole events (one or more) that the framer's `quiet` test let through as one
+    piece: none of them can carry usage or end the stream, so the caller need not look."""
 
     def payload(self) -> tuple[str | None, str | None]:
         """(event name, data) of a complete event."""
@@ -131,6 +133,29 @@ class SSEFramer:
         # The buffer is extended first and trimmed last, so that if anything in between
         # raised, `pending_bytes()` would still hold every byte not yet returned.
         buf += chunk
+        if self.quiet is not None and not (self._at_start or self._skipping or self._lf_may_follow):
+            # The hot path of a long stream, in the plain case: LF line ends only (no CR held)
+            # and the held bytes within the bound. A chunk that ends no event returns nothing;
+            # one whose whole events pass `quiet` returns them as one run. It cuts exactly where
+            # `_feed`'s loop would: at the last LF LF, unless an LF comes before it (in a run of
+            # LFs, the loop pairs them from the left; `rfind` would pair them from the right).
+            n = len(buf)
+            if n <= self.max_event_bytes and buf.find(b"\r") < 0:
+                last = buf.rfind(b"\n\n", self._scan_from)
+                if last < 0:
+                    self._scan_from = n - 3 if n > 3 else 0
+                    return []
+                if last and buf[last - 1] != 0x0A:
+                    end = last + 2
+                    raw = bytes(buf[:end])
+                    if self.quiet(raw):
+                        del buf[:end]
+                        n -= end
+                        self._scan_from = n - 3 if n > 3 else 0
+                        return [SSEEvent(raw, count=raw.count(b"\n\n"), quiet=True)]
+        return self._feed(buf)
+
+    def _feed(self, buf: bytearray) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         start = 0
         pos = self._scan_from
@@ -141,19 +166,7 @@ class SSEFramer:
                 # The CR that ended the last event was half of a CRLF: its LF goes on alone.
                 events.append(SSEEvent(b"\n", complete=False, starts_event=False))
                 start = pos = 1
-        lflf = buf.find(b"\n\n", pos)  # most small chunks end no event
-        if (
-            lflf >= 0
-            and self.quiet is not None
-            and not self._at_start
-            and not self._skipping
-            and n <= self.max_event_bytes
-            and buf.find(b"\n\n", lflf + 2) >= 0  # nor do most chunks end two
-        ):
-            end = self._run(events, start)
-            if end > start:
-                start = pos = end
-                lflf = buf.find(b"\n\n", pos)
+        lflf = buf.find(b"\n\n", pos)
         while True:
             # Fast path for the common LF-only stream: two C-speed finds instead of the regex,
             # which only runs when a CR shows up before the first LF LF.
@@ -204,27 +217,6 @@ class SSEFramer:
             del buf[:start]
         self._scan_from = max(0, len(buf) - 3)
         return events
-
-    def _run(self, events: list[SSEEvent], start: int) -> int:
-        """Take the whole events from `start` on as one quiet run, if they are; where it ends.
-
-        Only for the plain case, where it is sure to cut exactly where `feed`'s loop would: no
-        CR anywhere (LF line ends only), no event over the bound (the buffer is within it), and
-        the last LF LF not preceded by another LF (in a run of LFs, the loop pairs them from the
-        left; `rfind` would pair them from the right)."""
-        buf = self._buf
-        if buf.find(b"\r", start) >= 0:
-            return start
-        last = buf.rfind(b"\n\n", start)
-        if last <= start or buf[last - 1] == 0x0A:
-            return start
-        end = last + 2
-        count = buf.count(b"\n\n", start, end)  # at least 2: `feed` saw two before calling
-        raw = bytes(buf[start:end])
-        if self.quiet is None or not self.quiet(raw):
-            return start
-        events.append(SSEEvent(raw, count=count))
-        return end
 
     def finish(self) -> list[SSEEvent]:
         """End of stream: return the held-back tail, if any.
