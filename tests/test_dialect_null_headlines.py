@@ -177,6 +177,19 @@ def test_anthropic_a_null_output_in_message_delta_is_unknown_not_message_starts_
     assert rec.status == "rewritten" and rec.usage_after is not None and rec.usage_after.total == 36
 
 
+def test_anthropic_a_last_delta_that_leaves_the_output_unknown_unmeasures_an_earlier_one() -> None:
+    # Several message_deltas (server tools): the last is the last word, and it says null.
+    body = anthropic_events(
+        start({"input_tokens": 11, "output_tokens": 1}),
+        delta({"input_tokens": 11, "output_tokens": 20}),
+        delta({"input_tokens": 11, "output_tokens": None}),
+    )
+    out, rec, _ = through("anthropic", body)
+    assert out == body and rec.status == "unmeasured" and rec.final_seen is False
+    assert "unreported:output_tokens" in rec.anomalies
+    assert rec.emitted_usage == {"input_tokens": 11, "output_tokens": None}  # as it came
+
+
 def gemini_chunk(usage: dict[str, Any], *, finish: bool) -> bytes:
     cand: dict[str, Any] = {"content": {"parts": [{"text": "x"}], "role": "model"}, "index": 0}
     if finish:
