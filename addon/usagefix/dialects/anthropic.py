@@ -4,8 +4,10 @@ Usage is exclusive (usage-semantics §3): `input_tokens` counts uncached tokens 
 and writes stand beside it. In a stream, `message_start.message.usage` opens the snapshot and each
 `message_delta.usage` is cumulative: its fields *replace* the snapshot's, never add to it (R4).
 Claude Code treats `message_delta` as authoritative, so every `message_delta` we forward carries
-the full snapshot (§8.5). A `null` count is absent, as the SDK reads it: it never replaces a
-known one. A count nobody reported is never filled in (no invented zeros). A new
+the full snapshot (§8.5). A `null` input or cache count is absent, as the SDK reads it: it never
+replaces a known one; a `null` `output_tokens` does (the SDK assigns it, None included). A count
+nobody reported is never filled in (no invented zeros), and a headline sent as `null` that no event
+gives a number leaves the response unmeasured (`unreported:KEY`), never 0. A new
 `cache_creation_input_tokens` without its TTL split makes the earlier split stale: it is dropped.
 """
 
@@ -28,10 +30,12 @@ _REPAIRS = (
     "**R4** every `message_delta` carries the full cumulative snapshot (`input_tokens`, "
     "`cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`, and the "
     "`cache_creation` TTL split when it adds up), merged from `message_start` by replacement, "
-    "never addition; a `null` in a delta never replaces a known count (the SDK treats it as "
-    "absent); a count nobody reported is not filled in; a new `cache_creation_input_tokens` "
-    "without its split drops the stale one. A delta that already carries the snapshot passes "
-    "unchanged. I4."
+    "never addition; a `null` input or cache count in a delta never replaces a known count (the "
+    "SDK treats it as absent), a `null` `output_tokens` does (the SDK assigns it); a count nobody "
+    "reported is not filled in; a headline (`input_tokens`, `output_tokens`) sent as `null` that "
+    "no event gives a number leaves the response `unmeasured` (`unreported:KEY`), its block "
+    "untouched; a new `cache_creation_input_tokens` without its split drops the stale one. A "
+    "delta that already carries the snapshot passes unchanged. I4."
 )
 
 SPEC = DialectSpec(
@@ -54,7 +58,10 @@ SPEC = DialectSpec(
     fields=(
         # Exclusive (§3.1): input_tokens is the uncached part; cache counts stand beside it.
         Field(key="input_tokens", unit="input_total", kind="headline"),
-        Field(key="output_tokens", unit="output_total", kind="headline"),
+        # The SDK's accumulator assigns each message_delta's output_tokens, None included (and
+        # input and cache counts only when not None): a null there is unknown, not message_start's
+        # partial count.
+        Field(key="output_tokens", unit="output_total", kind="headline", null_replaces=True),
         Field(key="cache_read_input_tokens", unit="cache_read", kind="beside"),
         Field(key="cache_creation_input_tokens", unit="cache_write", kind="beside"),
         # The TTL split of the cache writes: it adds up to them, or is flagged (never repaired).
@@ -67,7 +74,8 @@ SPEC = DialectSpec(
     repairs=_REPAIRS,
     # message_start opens the snapshot; each message_delta replaces its fields (R4).
     usage_events=("message_start", "message_delta"),
-    # Absent counts read as 0, as the SDK reads them (and never written: no invented zeros).
+    # Absent counts read as 0, as the SDK reads them (and never written: no invented zeros); a
+    # headline sent as null that no event gives a number is unknown (`unreported:KEY`).
     absent_headline="zero",
     skips="nothing",
     final_events=("message_delta",),

@@ -103,9 +103,12 @@ class Bedrock(FieldMapDialect):
         elif isinstance(usage, dict) and "input_tokens" in usage:
             # A Claude model through InvokeModel answers in Anthropic's own Messages body.
             read = read_fields(usage, anthropic.SPEC.fields)
-            tally.observe(
-                unapplied(anthropic.DIALECT.normalize_read(read, ctx, None)), usage, None, final=True
-            )
+            unknown = anthropic.DIALECT.unknown_headlines(usage, read)
+            if unknown:
+                anthropic.DIALECT.unknown(usage, unknown, tally, final=True)
+            else:
+                outcome = anthropic.DIALECT.normalize_read(read, ctx, None)
+                tally.observe(unapplied(outcome), usage, None, final=True)
         elif isinstance(obj, dict) and isinstance(obj.get("amazon-bedrock-invocationMetrics"), dict):
             observe_invocation_metrics(self, obj["amazon-bedrock-invocationMetrics"], tally, ctx)
         else:
@@ -159,7 +162,9 @@ _REPAIRS = (
     "observe-only: usage from the `metadata` event, `amazon-bedrock-invocationMetrics`, "
     "InvokeModel's body (Claude's Messages `usage`, Nova's) or, failing those, its "
     "`x-amzn-bedrock-*-token-count` headers is recorded and checked (`totalTokens` includes "
-    "the cache counts); frames pass byte for byte; a frame failing its CRC is flagged."
+    "the cache counts); an input or output count absent or `null` (both are required) leaves "
+    "the response `unmeasured` (`unreported:KEY`); frames pass byte for byte; a frame failing "
+    "its CRC is flagged."
 )
 
 SPEC = DialectSpec(
@@ -199,8 +204,10 @@ SPEC = DialectSpec(
     # Rewriting a signed binary stream means re-framing and re-CRCing it: observe-only (§8.5).
     observe_only=True,
     repairs=_REPAIRS,
-    # Absent counts read as 0; every block found is a snapshot.
-    absent_headline="zero",
+    # `inputTokens` and `outputTokens` are required (TokenUsage: "Required: Yes"), as are the
+    # invocation metrics' counts: one absent or null is unknown (`unreported:KEY`), not 0.
+    absent_headline="unreported",
+    # Every block found is a snapshot.
     skips="nothing",
     price_provider="aws",
     # `/model/<id>/invoke…`, `/model/<id>/converse…`: the body never names it.

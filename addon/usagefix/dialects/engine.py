@@ -20,7 +20,7 @@ from typing import Any
 
 from usagefix.dialects.base import Context, Session, Tally, unapplied
 from usagefix.dialects.canonical import outcome_of, slot_counts, sums_of
-from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields
+from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields, sent, slot
 from usagefix.dialects.merging import ReplaceByFieldSession
 from usagefix.dialects.spec import DialectSpec
 from usagefix.jsonedit import replace_at
@@ -173,15 +173,12 @@ class FieldMapDialect:
         read = read_fields(usage, spec.fields)
         if self.check is not None:
             self.check(usage, read, tally)
-        heads = [f for f in spec.fields if f.kind == "headline" and f.unit != "total"]
-        missing = [f.key for f in heads if f"{f.unit}/headline" not in read.counts]
+        missing = self.unknown_headlines(usage, read)
         if missing and spec.absent_headline == "invalid":
-            raise UsageShapeError(f"usage has no {' or '.join(f.key for f in heads)}")
-        if missing and spec.absent_headline == "unreported":
-            # An absent headline is unknown, not 0 (Ollama leaves `prompt_eval_count` out when the
-            # whole prompt came from its cache): the response stays unmeasured, the block recorded.
-            tally.flag(*(f"unreported:{k}" for k in missing))
-            tally.upstream_usage = tally.emitted_usage = dict(usage)
+            heads = [f.key for f in spec.fields if f.kind == "headline" and f.unit != "total"]
+            raise UsageShapeError(f"usage has no {' or '.join(heads)}")
+        if missing:
+            self.unknown(usage, missing, tally, final=final)
             return None
         model = ctx.model or model
         outcome = self.normalize_read(read, ctx, model)
@@ -212,6 +209,26 @@ class FieldMapDialect:
         extra = explain(usage, emitted, spec.fields, read) if emitted else ()
         tally.observe(outcome, usage, emitted, final=final, extra=extra)
         return emitted
+
+    def unknown_headlines(self, usage: Mapping[str, Any], read: Read) -> list[str]:
+        """The headline counts (a total aside) `usage` leaves unknown: each not reported, or, where
+        an absent one reads as 0 (`absent_headline="zero"`), each sent as `null`."""
+        heads = [f for f in self.spec.fields if f.kind == "headline" and f.unit != "total"]
+        missing = [f for f in heads if slot(f) not in read.counts]
+        if self.spec.absent_headline == "zero":
+            missing = [f for f in missing if any(sent(usage, k) for k in (f.key, *f.aliases))]
+        return [f.key for f in missing]
+
+    def unknown(self, usage: Mapping[str, Any], keys: list[str], tally: Tally, *, final: bool) -> None:
+        """Record a block whose headline counts `keys` are unknown, never 0 (Ollama leaves
+        `prompt_eval_count` out when the whole prompt came from its cache; a translator may send
+        `null`): no total, no cost, the block passes untouched. When it is the response's last
+        word on usage (R8) the response is unmeasured and flagged `unreported:KEY`; an earlier
+        snapshot is not (a later one may report the count)."""
+        tally.upstream_usage = tally.emitted_usage = dict(usage)
+        if final:
+            tally.final_seen = False  # an earlier snapshot's numbers are not the last word
+            tally.flag(*(f"unreported:{k}" for k in keys))
 
     def normalize_read(self, read: Read, ctx: Context, model: str | None) -> Outcome:
         """The canonical usage of a block as read, by the spec's kinds (and the hooks)."""

@@ -17,7 +17,7 @@ from typing import Any
 from usagefix.dialects.spec import Field
 from usagefix.normalize import Fired, Reader
 
-__all__ = ["Read", "any_headline", "any_key", "clamped", "emit", "explain", "read_fields", "slot"]
+__all__ = ["Read", "any_headline", "any_key", "clamped", "emit", "explain", "read_fields", "sent", "slot"]
 
 # What a unit's counts are called in a rule's reason.
 _NOUNS = {
@@ -56,7 +56,7 @@ def _parent(dotted: str) -> str:
     return dotted.rpartition(".")[0]
 
 
-def _sent(block: Mapping[str, Any], dotted: str) -> bool:
+def sent(block: Mapping[str, Any], dotted: str) -> bool:
     """Whether the upstream sent `dotted` at all (null included)."""
     parent, _, leaf = dotted.rpartition(".")
     holder = _raw(block, parent) if parent else block
@@ -87,7 +87,7 @@ class Read:
 
 def any_key(block: Mapping[str, Any], fields: tuple[Field, ...]) -> bool:
     """Whether any of the field map's keys (or aliases) is there, null included."""
-    return any(_sent(block, k) for f in fields for k in (f.key, *f.aliases))
+    return any(sent(block, k) for f in fields for k in (f.key, *f.aliases))
 
 
 def any_headline(block: Mapping[str, Any], fields: tuple[Field, ...]) -> bool:
@@ -240,7 +240,7 @@ def explain(
     out = [
         Fired("rename", f"{_NOUNS[f.unit]} belong in {f.key}")
         for f in fields
-        if any(_sent(usage, a) for a in _beside(f))
+        if any(sent(usage, a) for a in _beside(f))
     ]
     for f in fields:
         source = read.source(f)

@@ -43,7 +43,8 @@ _REPAIRS = (
     "raised (one above is kept and flagged). **R1** cache left out of `promptTokenCount`. "
     "Snapshots are cumulative: never summed; the last is authoritative; a final one below an "
     "earlier one is flagged (`snapshot_decreased`; dips between server-side tool turns are "
-    "not)."
+    "not). An absent headline is 0 (proto3 omits zeros); one sent as `null` on the finishing "
+    "chunk leaves the response `unmeasured` (`unreported:KEY`), the chunk untouched."
 )
 
 SPEC = DialectSpec(
@@ -80,7 +81,8 @@ SPEC = DialectSpec(
     # R8: a snapshot is final on a chunk whose candidate finished, or with none (a usage-only
     # chunk, or a prompt blocked by `promptFeedback.blockReason`).
     finished_by=("candidates", "finishReason"),
-    # Gemini's JSON omits zero counts (proto3): an absent headline reads as 0.
+    # Gemini's JSON omits zero counts (proto3): an absent headline reads as 0. One sent as null
+    # (a translator's; proto3 never sends one) is unknown (`unreported:KEY`).
     absent_headline="zero",
     # Vertex sends `{"trafficType": …}`-only snapshots on intermediate chunks: they carry no counts.
     skips="no_key",

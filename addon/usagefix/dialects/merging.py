@@ -2,10 +2,13 @@
 
 The first of the spec's `usage_events` opens the snapshot; each later one's counts *replace* its
 fields, never add to them (R4); a `null` count is absent, as the SDKs read it: it never replaces a
-known one. Every later event we forward carries the full snapshot (Claude Code treats the last
-one as authoritative, §8.5), with only counts someone reported: none is filled in. A new total
-of a split count (a cache-write count beside its TTL split) without its split makes the earlier
-split stale: it is dropped.
+known one, except a field the spec marks `null_replaces` (Anthropic's SDK assigns each delta's
+`output_tokens`, None included). Every later event we forward carries the full snapshot (Claude
+Code treats the last one as authoritative, §8.5), with only counts someone reported: none is
+filled in. A headline sent as `null` that no event gives a number leaves the response unmeasured
+(`unreported:KEY`) and the event untouched: unknown, never 0. A new total of a split count (a
+cache-write count beside its TTL split) without its split makes the earlier split stale: it is
+dropped.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ class ReplaceByFieldSession(Session):
         """The object that splits a count (Anthropic's `cache_creation`), if the spec has one."""
         self.split_parts = tuple(p.split(".", 1)[1] for p in parts)
         self.split_of = next((f.key for f in spec.fields if f.unit == "cache_write"), None)
+        self.null_replaces = frozenset(f.key for f in spec.fields if f.null_replaces)
         self.snapshot: dict[str, Any] = {}
-        """The cumulative snapshot so far (R4: replaced field by field, never added)."""
+        """The cumulative snapshot so far (R4: replaced field by field, never added); a key sent
+        only as `null` so far is there as None (unknown, not absent)."""
 
     def might_carry_usage(self, raw: bytes) -> bool:
         for n in self.dialect.needles:  # `find`, not `in` (see Session.might_carry_usage)
@@ -63,15 +68,19 @@ class ReplaceByFieldSession(Session):
         path, usage, model = found[0]
         read = read_fields(usage, d.spec.fields)
         if kind == d.spec.usage_events[0]:
-            self._merge(clamped(usage, read, d.spec.untouched, d.spec.count_keys) or usage)
+            self._merge(clamped(usage, read, d.spec.untouched, d.spec.count_keys) or usage, later=False)
             new = d.normalize_object(obj, data, self.tally, self.ctx, final=d.finished(obj, name))
             return None if new == data else new
         return self._later(data, path, usage, read, str(kind), self.ctx.model or model)
 
-    def _merge(self, usage: Mapping[str, Any]) -> None:
+    def _merge(self, usage: Mapping[str, Any], *, later: bool) -> None:
         for k, v in usage.items():
             if v is None:
-                continue  # the SDK treats null as absent: the count stays what it was
+                if later and k in self.null_replaces:
+                    self.snapshot[k] = None  # the SDK assigns it, None included: unknown now
+                else:
+                    self.snapshot.setdefault(k, None)  # absent to the SDK: a known count stays
+                continue
             if k == self.split_of and self.split is not None and usage.get(self.split) is None:
                 if self.snapshot.get(k) != v:
                     self.snapshot.pop(self.split, None)  # its split no longer adds up
@@ -87,8 +96,13 @@ class ReplaceByFieldSession(Session):
     ) -> str | None:
         d, spec = self.dialect, self.dialect.spec
         clamp = clamped(usage, own, spec.untouched, spec.count_keys) or usage
-        self._merge(clamp)
-        merged = d.normalize_read(read_fields(self.snapshot, spec.fields), self.ctx, model)
+        self._merge(clamp, later=True)
+        snapshot = read_fields(self.snapshot, spec.fields)
+        unknown = d.unknown_headlines(self.snapshot, snapshot)
+        if unknown:  # sent as null, and no event gave it a number: the event passes as it came
+            d.unknown(usage, unknown, self.tally, final=True)
+            return None
+        merged = d.normalize_read(snapshot, self.ctx, model)
         fired = list(own.reader.fired)
         emitted = dict(clamp)
         snap = self.snapshot

@@ -76,6 +76,11 @@ class Field(_Strict):
     """Aliases whose count is always copied to `key` where the upstream left it out (R6)."""
     alias_note: str = ""
     """Cited in the `alias` rule's reason when `key` is overwritten from an alias."""
+    null_replaces: bool = False
+    """In a replace-by-field stream, a later event's `null` for this (top-level) count replaces the
+    snapshot's: the count is unknown until an event reports it (Anthropic's SDK assigns each
+    `message_delta`'s `output_tokens`, None included). Otherwise a `null` there is absent and the
+    known count stands (the SDK replaces input and cache counts only when they are not None)."""
 
 
 class DialectSpec(_Strict):
@@ -132,7 +137,8 @@ class DialectSpec(_Strict):
     of whose elements has `key` set (`choices`, `finish_reason`). None: on the end events."""
     absent_headline: Literal["unreported", "invalid", "zero"] = "unreported"
     """A headline count left out while another is reported: unknown (`unreported:KEY`, the
-    response unmeasured), a malformed block (`invalid_usage`), or 0 (proto3 omits zeros)."""
+    response unmeasured), a malformed block (`invalid_usage`), or 0 (proto3 omits zeros). With
+    `zero`, one sent as `null` is still no number: unknown, as with `unreported`."""
     final_events: tuple[str, ...] = ()
     """The events whose usage is final (R8), when `finished_by` is None and they are not the end
     events (Anthropic's `message_delta`, before `message_stop`)."""
