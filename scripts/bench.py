@@ -177,7 +177,7 @@ def ledger_hot_path(body: bytes, tmp: Path, n: int = 300) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=4000)
-    ap.add_argument("--rounds", type=int, default=15, help="streams through each proxy, per shape")
+    ap.add_argument("--rounds", type=int, default=40, help="streams through each proxy, per shape")
     ap.add_argument("--shape", choices=("halves", "irregular", "both"), default="both")
     a = ap.parse_args()
 

@@ -152,7 +152,8 @@ class SSEFramer:
                         del buf[:end]
                         n -= end
                         self._scan_from = n - 3 if n > 3 else 0
-                        return [SSEEvent(raw, count=raw.count(b"\n\n"), quiet=True)]
+                        # Positional: keywords cost a dict per call (twice the time).
+                        return [SSEEvent(raw, True, None, True, False, raw.count(b"\n\n"), True)]
         return self._feed(buf)
 
     def _feed(self, buf: bytearray) -> list[SSEEvent]:
