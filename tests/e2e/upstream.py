@@ -183,9 +183,10 @@ class _Handler(BaseHTTPRequestHandler):
             sent += c
         if compressors:
             self._send_compressed(b"", compressors, end=True)
+        # Kept before the body's end goes: a client that has read the end can compare at once.
+        self.server.sent = self._wire
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        self.server.sent = self._wire
 
     def _send_compressed(self, c: bytes, compressors: list[StreamCompressor], end: bool = False) -> None:
         for comp in compressors:
