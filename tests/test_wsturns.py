@@ -30,6 +30,25 @@ def test_a_turn_is_normalized_and_its_record_rebuilds_the_message() -> None:
     assert turns_summary([turn.entry], turn) == "1 WebSocket turn, 1 rewritten; last: input 5→95 · R1"
 
 
+def test_the_comment_keeps_the_last_rewritten_turn_in_view() -> None:
+    fixed = read_turn(
+        RESPONSES,
+        completed({"input_tokens": 5, "input_tokens_details": {"cached_tokens": 90}, "output_tokens": 1}),
+        3,
+        Context(),
+    )
+    fine = read_turn(
+        RESPONSES, completed({"input_tokens": 95, "output_tokens": 1, "total_tokens": 96}), 9, Context()
+    )
+    assert fixed is not None and fine is not None
+    assert turns_summary([fixed.entry, fine.entry], fine) == (
+        f"2 WebSocket turns, 1 rewritten; last rewritten: input 5→95 · R1; last: {fine.line}"
+    )
+    # A record edited in the file (not a record any more): the count, without its numbers.
+    tampered = {"message_index": 3, "record": {"status": "rewritten", "dialect": 5}}
+    assert turns_summary([tampered, fine.entry], fine) == f"2 WebSocket turns, 1 rewritten; last: {fine.line}"
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -278,7 +278,8 @@ def diff(paths: Sequence[Path], filters: Filters, *, as_json: bool, pipeline: Pi
                     out.print(f"[bold]== {escape(row.method)} {escape(row.url)}[/]  [dim]{where}[/]")
                     out.print(_facts(row), style="dim", markup=False)
                     money, notes = _said(row.ledger)
-                    out.print(render_record(row.record, money=money, notes=notes), markup=False)
+                    kind = "WebSocket turn" if turn else None
+                    out.print(render_record(row.record, money=money, notes=notes, kind=kind), markup=False)
         except BrokenPipeError:
             raise
         except OSError as e:

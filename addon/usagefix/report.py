@@ -178,15 +178,22 @@ def _usage_rows(rec: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def render_record(rec: Mapping[str, Any], *, money: str | None = None, notes: Sequence[str] = ()) -> str:
+def render_record(
+    rec: Mapping[str, Any],
+    *,
+    money: str | None = None,
+    notes: Sequence[str] = (),
+    kind: str | None = None,
+) -> str:
     """The record as text: the impact, upstream and client usage side by side, the rules, the
     anomalies in words.
 
     `money` (see `impact`) and `notes` (lines such as the session and cost, from the ledger) go
-    at the top, under the impact line; without them the view shows tokens only.
+    at the top, under the impact line; without them the view shows tokens only. `kind` names
+    what the record is of, where "streamed" or "JSON body" would not say it (a WebSocket turn).
     """
     status = rec.get("status", "?")
-    kind = "streamed" if rec.get("streamed") else "JSON body"
+    kind = kind or ("streamed" if rec.get("streamed") else "JSON body")
     lines = [f"usagefix: {status} ({rec.get('dialect', '?')}, {kind})"]
     if rec.get("error"):
         lines += _wrap(f"error: {rec['error']}")

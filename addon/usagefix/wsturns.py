@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from usagefix.comment import summary
+from usagefix.comment import saved_summary, summary
 from usagefix.dialects import Context, Dialect, detect_websocket
 from usagefix.normalize import UsageShapeError
 from usagefix.recordbuild import build_record
@@ -66,7 +66,12 @@ def read_turn(dialect: Dialect, text: str, index: int, ctx: Context) -> Turn | N
 
 
 def turns_summary(entries: Sequence[Mapping[str, Any]], last: Turn) -> str:
-    """One line for the flow's comment: how many turns, how many rewritten, and the last one."""
-    rewritten = sum(1 for e in entries if e["record"]["status"] == "rewritten")
+    """One line for the flow's comment: how many turns, how many rewritten, the numbers of the
+    last one rewritten (when it is not the last turn: what was fixed stays in view) and the last."""
+    rewritten = [e for e in entries if e["record"]["status"] == "rewritten"]
     turns = "WebSocket turn" if len(entries) == 1 else "WebSocket turns"
-    return f"{len(entries)} {turns}, {rewritten} rewritten; last: {last.line}"
+    line = f"{len(entries)} {turns}, {len(rewritten)} rewritten"
+    if rewritten and rewritten[-1] is not entries[-1]:
+        said = saved_summary(rewritten[-1]["record"])  # "" for a record edited in the file
+        line += f"; last rewritten: {said}" if said else ""
+    return f"{line}; last: {last.line}"

@@ -137,7 +137,9 @@ def test_responses_over_websocket_each_turn_normalized_and_recorded(ws_proxy: tu
     assert turns[0]["record"]["usage_after"]["input_total"] == 22013
     assert flow.websocket is not None
     assert [flow.websocket.messages[t["message_index"]].from_client for t in turns] == [False, False]
-    assert flow.comment.startswith("2 WebSocket turns, 1 rewritten; last: usage correct")
+    assert flow.comment.startswith(
+        "2 WebSocket turns, 1 rewritten; last rewritten: input 13→22013 · R1; last: usage correct"
+    )
 
 
 def test_realtime_response_done_usage_is_normalized(ws_proxy: tuple[str, Path]) -> None:
@@ -226,3 +228,4 @@ def test_websocket_turns_are_ledger_rows_and_steps_of_the_session_the_upgrade_na
     text = subprocess.run([str(usagefix), "diff", str(flows)], capture_output=True, text=True, timeout=60)
     assert "== WS " in text.stdout and "WebSocket turn, message" in text.stdout, text.stdout
     assert f"{entries[0]['flow_id'][:8]}#{entries[0]['flow_id'].split('#')[1]}]" in text.stdout
+    assert "(openai_responses, WebSocket turn)" in text.stdout and "JSON body" not in text.stdout
