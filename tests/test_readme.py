@@ -55,6 +55,16 @@ def test_the_dialect_table_is_generated_from_the_registry() -> None:
     assert readme_tables.render(drifted) != drifted
 
 
+def test_the_profile_keys_name_every_dialect_a_profile_can_force() -> None:
+    """The profile keys' `dialect` list, written in prose, is the registry's names: a dialect
+    added or renamed without it fails the suite."""
+    from usagefix.dialects import NAMES
+
+    m = re.search(r"`dialect` \(any dialect of the table above:\s*(.*?)\)", README, re.S)
+    assert m is not None
+    assert sorted(re.findall(r"`(\w+)`", m.group(1))) == sorted(NAMES)
+
+
 def test_the_options_table_is_generated_from_the_option_declarations() -> None:
     """The README's options table is `usagefix.options.OPTIONS`, each row its `doc` and default; a
     drifted table, or an option declared without its README words, fails the suite."""
