@@ -168,6 +168,29 @@ def test_a_sum_over_some_of_the_steps_is_kept_and_says_how_many_it_covers() -> N
     assert not any(c.partial for c in whole.coverage.values() if c.measured)
 
 
+_COUNT = st.none() | st.integers(0, 10**6)
+
+
+@given(st.lists(st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**5), _COUNT, _COUNT, _COUNT),
+                min_size=1, max_size=12))  # fmt: skip
+def test_a_partial_sum_is_the_sum_of_what_was_reported_and_every_step_is_accounted_for(
+    steps: list[tuple[int, int, int | None, int | None, int | None] | None],
+) -> None:
+    rows = [
+        row(i, usage_after=None if s is None else usage(s[0], s[1], s[2], s[3], s[4]))
+        for i, s in enumerate(steps)
+    ]
+    (group,) = build_report(rows).groups
+    for kind, at in (("input", 0), ("output", 1), ("cache_read", 2), ("cache_write", 3), ("reasoning", 4)):
+        reported = [s[at] for s in steps if s is not None and s[at] is not None]
+        c = group.coverage[kind]
+        assert c.steps == len(steps) and c.measured == len(reported)
+        assert c.unmeasured == steps.count(None) == group.unmeasured_steps
+        # None only when no step reported it (never 0); partial exactly when some did and some not.
+        assert group.tokens[kind] == (sum(reported) if reported else None)
+        assert c.partial == (0 < len(reported) < len(steps))
+
+
 def test_the_json_export_says_which_sums_are_partial() -> None:
     out = report_json(build_report(PARTIAL))
     (session,) = out["sessions"]
@@ -197,16 +220,40 @@ def test_the_terminal_marks_a_partial_sum_as_a_lower_bound() -> None:
     for cell in ("≥2,200", "≥800", "≥100", "≥30"):
         assert cell in line, cell
     assert "≥: a lower bound" in text
-    assert "in the total: input 2 of 3 steps, cache read 1 of 3" in text
+    said = " ".join(text.split("≥: a lower bound", 1)[1].split())  # the legend, unwrapped
+    assert (
+        "In the total: input before 2 of 3, input after 2 of 3, cache read 1 of 3, cache write 1 of 3,"
+        in said
+    )
     # Nothing partial: no mark, no legend line.
     whole = render(build_report(PARTIAL[:1]))
     assert "≥" not in whole and "lower bound" not in whole
 
 
+def test_the_html_marks_a_partial_sum_and_says_how_many_steps_it_covers() -> None:
+    page = render_html(build_report(PARTIAL))
+    # The cell sorts by its number and says which steps are not in it.
+    assert (
+        '<td class="n partial" data-v="800" title="a lower bound: 1 of 3 steps reported it '
+        '(1 without this count, 1 without usage)">≥800</td>'
+    ) in page
+    assert 'data-v="2200" title="a lower bound: 2 of 3 steps reported it (1 without usage)">≥2,200<' in page
+    assert (
+        "<dt>Tokens: cache read</dt><dd>≥800</dd>" in page and '<p id="partial-note">≥: a lower bound' in page
+    )
+    whole = render_html(build_report(PARTIAL[:1]))
+    assert "≥" not in whole and "partial-note" not in whole and "<dd>800</dd>" in whole
+
+
 def test_json_has_exactly_the_issue_keys_and_decimal_strings() -> None:
     out = report_json(build_report(ALL))
-    assert set(out) == {"sessions", "totals"} and set(out["totals"]) == {"tokens", "cost_usd"}
-    keys = {"session", "source", "client", "steps", "lanes", "models", "tokens", "cost_usd", "context"}
+    assert set(out) == {"sessions", "totals"} and set(out["totals"]) == {
+        "tokens",
+        "tokens_partial",
+        "cost_usd",
+    }
+    keys = {"session", "source", "client", "steps", "lanes", "models", "tokens", "tokens_partial", "cost_usd",
+            "context"}  # fmt: skip
     assert all(set(s) == keys for s in out["sessions"])
     claude = out["sessions"][0]
     assert (
@@ -215,6 +262,10 @@ def test_json_has_exactly_the_issue_keys_and_decimal_strings() -> None:
     assert claude["cost_usd"] == {"before": "0.3526", "after": "0.3526", "provider": None}
     assert claude["context"] == {"tokens": 13_500, "window": 200_000, "model": "claude-sonnet-4-5-20250929"}
     assert set(claude["tokens"]) == {"input", "cache_read", "cache_write", "output", "reasoning"}
+    # The subagent step reported no cache counts and only the last step reported reasoning.
+    assert claude["tokens_partial"]["cache_read"] == {
+        "measured_steps": 3, "steps": 4, "unreported_steps": 1, "unmeasured_steps": 0}  # fmt: skip
+    assert set(claude["tokens_partial"]) == {"cache_read", "cache_write", "reasoning"}
     assert out["sessions"][1]["cost_usd"]["before"] == "-0.2850684"
     assert out["totals"]["cost_usd"] == {"before": None, "after": None, "provider": None}
     assert json.loads(json.dumps(out)) == out  # plain JSON
