@@ -130,10 +130,130 @@ def test_unpriced_is_null_never_zero_and_unmeasured_steps_are_not_summed() -> No
     )
 
 
+# A session whose steps did not all measure every kind: an Anthropic step with its cache counts, a
+# step through a proxy whose dialect left the cache counts out (None: not reported, never 0), and
+# a stream cut off before its usage (R8: no usage at all, unmeasured).
+PARTIAL = [
+    row(40, session_key="claude:P", usage_after=usage(1000, 10, read=800, write=100)),
+    row(41, session_key="claude:P", dialect="openai_chat", upstream_host="cliproxy.local", usage_after=usage(1200, 20)),
+    row(42, session_key="claude:P", usage_before=None, usage_after=None, cost_before=None, cost_after=None,
+        final_seen=False, usagefix_status="unmeasured", error="peer closed connection"),
+]  # fmt: skip
+
+
+def test_a_sum_over_some_of_the_steps_is_kept_and_says_how_many_it_covers() -> None:
+    from usagefix.reporting.aggregate import Coverage
+
+    (group,) = build_report(PARTIAL).groups
+    # The sums stay what they are: a true lower bound, over the steps that measured the kind.
+    assert group.tokens == {
+        "input": 2200,
+        "cache_read": 800,
+        "cache_write": 100,
+        "output": 30,
+        "reasoning": None,
+    }
+    # Input and output: every step with usage has them; the cut-off step has no usage at all.
+    assert group.coverage["input"] == Coverage(measured=2, unreported=0, unmeasured=1)
+    assert group.coverage["output"].partial and group.coverage["input"].steps == 3
+    # Cache reads: one step reported them, one step's dialect left them out, one had no usage.
+    assert group.coverage["cache_read"] == Coverage(measured=1, unreported=1, unmeasured=1)
+    assert group.coverage["cache_read"].partial and group.coverage["cache_write"].partial
+    # No step measured reasoning: unmeasured (None), not partial, never 0.
+    assert group.coverage["reasoning"] == Coverage(measured=0, unreported=2, unmeasured=1)
+    assert not group.coverage["reasoning"].partial
+    assert group.coverage_before["input"] == Coverage(measured=2, unreported=0, unmeasured=1)
+    # Every step measured it: the whole sum, not partial.
+    whole = build_report(PARTIAL[:1]).groups[0]
+    assert not any(c.partial for c in whole.coverage.values() if c.measured)
+
+
+_COUNT = st.none() | st.integers(0, 10**6)
+
+
+@given(st.lists(st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**5), _COUNT, _COUNT, _COUNT),
+                min_size=1, max_size=12))  # fmt: skip
+def test_a_partial_sum_is_the_sum_of_what_was_reported_and_every_step_is_accounted_for(
+    steps: list[tuple[int, int, int | None, int | None, int | None] | None],
+) -> None:
+    rows = [
+        row(i, usage_after=None if s is None else usage(s[0], s[1], s[2], s[3], s[4]))
+        for i, s in enumerate(steps)
+    ]
+    (group,) = build_report(rows).groups
+    for kind, at in (("input", 0), ("output", 1), ("cache_read", 2), ("cache_write", 3), ("reasoning", 4)):
+        reported = [s[at] for s in steps if s is not None and s[at] is not None]
+        c = group.coverage[kind]
+        assert c.steps == len(steps) and c.measured == len(reported)
+        assert c.unmeasured == steps.count(None) == group.unmeasured_steps
+        # None only when no step reported it (never 0); partial exactly when some did and some not.
+        assert group.tokens[kind] == (sum(reported) if reported else None)
+        assert c.partial == (0 < len(reported) < len(steps))
+
+
+def test_the_json_export_says_which_sums_are_partial() -> None:
+    out = report_json(build_report(PARTIAL))
+    (session,) = out["sessions"]
+    assert session["tokens"] == {
+        "input": 2200,
+        "cache_read": 800,
+        "cache_write": 100,
+        "output": 30,
+        "reasoning": None,
+    }
+    assert session["tokens_partial"] == {
+        "input": {"measured_steps": 2, "steps": 3, "unreported_steps": 0, "unmeasured_steps": 1},
+        "cache_read": {"measured_steps": 1, "steps": 3, "unreported_steps": 1, "unmeasured_steps": 1},
+        "cache_write": {"measured_steps": 1, "steps": 3, "unreported_steps": 1, "unmeasured_steps": 1},
+        "output": {"measured_steps": 2, "steps": 3, "unreported_steps": 0, "unmeasured_steps": 1},
+    }
+    assert out["totals"]["tokens_partial"] == session["tokens_partial"]
+    # A sum over every step is not listed; neither is a kind no step measured (null in tokens).
+    assert report_json(build_report(PARTIAL[:1]))["sessions"][0]["tokens_partial"] == {}
+    assert report_json(build_report(PARTIAL, by="host"))["groups"][0]["tokens_partial"]["cache_read"] == {
+        "measured_steps": 1, "steps": 2, "unreported_steps": 0, "unmeasured_steps": 1}  # fmt: skip
+
+
+def test_the_terminal_marks_a_partial_sum_as_a_lower_bound() -> None:
+    text = render(build_report(PARTIAL))
+    line = next(ln for ln in text.splitlines() if ln.lstrip("│ ").startswith("claude:P"))
+    for cell in ("≥2,200", "≥800", "≥100", "≥30"):
+        assert cell in line, cell
+    assert "≥: a lower bound" in text
+    said = " ".join(text.split("≥: a lower bound", 1)[1].split())  # the legend, unwrapped
+    assert (
+        "In the total: input before 2 of 3, input after 2 of 3, cache read 1 of 3, cache write 1 of 3,"
+        in said
+    )
+    # Nothing partial: no mark, no legend line.
+    whole = render(build_report(PARTIAL[:1]))
+    assert "≥" not in whole and "lower bound" not in whole
+
+
+def test_the_html_marks_a_partial_sum_and_says_how_many_steps_it_covers() -> None:
+    page = render_html(build_report(PARTIAL))
+    # The cell sorts by its number and says which steps are not in it.
+    assert (
+        '<td class="n partial" data-v="800" title="a lower bound: 1 of 3 steps reported it '
+        '(1 without this count, 1 without usage)">≥800</td>'
+    ) in page
+    assert 'data-v="2200" title="a lower bound: 2 of 3 steps reported it (1 without usage)">≥2,200<' in page
+    assert (
+        "<dt>Tokens: cache read</dt><dd>≥800</dd>" in page and '<p id="partial-note">≥: a lower bound' in page
+    )
+    whole = render_html(build_report(PARTIAL[:1]))
+    assert "≥" not in whole and "partial-note" not in whole and "<dd>800</dd>" in whole
+
+
 def test_json_has_exactly_the_issue_keys_and_decimal_strings() -> None:
     out = report_json(build_report(ALL))
-    assert set(out) == {"sessions", "totals"} and set(out["totals"]) == {"tokens", "cost_usd"}
-    keys = {"session", "source", "client", "steps", "lanes", "models", "tokens", "cost_usd", "context"}
+    assert set(out) == {"sessions", "totals"} and set(out["totals"]) == {
+        "tokens",
+        "tokens_partial",
+        "cost_usd",
+    }
+    keys = {"session", "source", "client", "steps", "lanes", "models", "tokens", "tokens_partial", "cost_usd",
+            "context"}  # fmt: skip
     assert all(set(s) == keys for s in out["sessions"])
     claude = out["sessions"][0]
     assert (
@@ -142,6 +262,10 @@ def test_json_has_exactly_the_issue_keys_and_decimal_strings() -> None:
     assert claude["cost_usd"] == {"before": "0.3526", "after": "0.3526", "provider": None}
     assert claude["context"] == {"tokens": 13_500, "window": 200_000, "model": "claude-sonnet-4-5-20250929"}
     assert set(claude["tokens"]) == {"input", "cache_read", "cache_write", "output", "reasoning"}
+    # The subagent step reported no cache counts and only the last step reported reasoning.
+    assert claude["tokens_partial"]["cache_read"] == {
+        "measured_steps": 3, "steps": 4, "unreported_steps": 1, "unmeasured_steps": 0}  # fmt: skip
+    assert set(claude["tokens_partial"]) == {"cache_read", "cache_write", "reasoning"}
     assert out["sessions"][1]["cost_usd"]["before"] == "-0.2850684"
     assert out["totals"]["cost_usd"] == {"before": None, "after": None, "provider": None}
     assert json.loads(json.dumps(out)) == out  # plain JSON

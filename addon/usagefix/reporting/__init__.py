@@ -3,7 +3,7 @@ summed and priced, then written as a terminal table, JSON, CSV or one self-conta
 
 from __future__ import annotations
 
-from usagefix.reporting.aggregate import By, Context, Group, Report, build_report
+from usagefix.reporting.aggregate import By, Context, Coverage, Group, Report, build_report
 from usagefix.reporting.export import money, report_json, rows_csv
 from usagefix.reporting.html import render_html
 from usagefix.reporting.terminal import print_report
@@ -11,6 +11,7 @@ from usagefix.reporting.terminal import print_report
 __all__ = [
     "By",
     "Context",
+    "Coverage",
     "Group",
     "Report",
     "build_report",

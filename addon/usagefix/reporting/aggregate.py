@@ -2,7 +2,10 @@
 context of the last main-lane step. Pure.
 
 - Tokens: sums over steps of the corrected canonical usage (`input` = all input, cache reads and
-  writes included; `output` includes reasoning). A kind no step measured is None, never 0.
+  writes included; `output` includes reasoning). A kind no step measured is None, never 0. A kind
+  only some steps measured keeps its sum (a true lower bound) and its `Coverage` says so: how many
+  steps reported it, how many had usage that left it out (None: not reported), how many had no
+  usage at all (a cut-off stream, R8; an error; `unreported:KEY`). A missing count is never 0.
 - Money: sums over every step of every lane, exact. A group is unpriced (None) when any step
   with usage has no price: a partial sum is never shown as the total. Steps without usage
   (errors, cut-off streams without a usage block) have nothing to price and count as unmeasured.
@@ -24,6 +27,7 @@ __all__ = [
     "TOKEN_KINDS",
     "By",
     "Context",
+    "Coverage",
     "Group",
     "Report",
     "build_report",
@@ -67,6 +71,28 @@ NO_CONTEXT = Context(None, None, None, None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Coverage:
+    """Which of a group's steps one token kind's sum is over."""
+
+    measured: int
+    """Steps whose usage reported the kind: the sum is theirs."""
+    unreported: int
+    """Steps with usage that left the kind out (None: the dialect or upstream did not report it)."""
+    unmeasured: int
+    """Steps with no usage at all (cut off before their usage, an error, a headline not reported)."""
+
+    @property
+    def steps(self) -> int:
+        return self.measured + self.unreported + self.unmeasured
+
+    @property
+    def partial(self) -> bool:
+        """The sum is a lower bound: some steps reported the kind and some did not. (None of them:
+        the sum is None, unmeasured, not partial.)"""
+        return 0 < self.measured < self.steps
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Group:
     key: str | None
     """The session key (or model, host, day); None for an exchange no session was found for."""
@@ -85,6 +111,10 @@ class Group:
     unpriced_steps: int
     unmeasured_steps: int
     context: Context
+    coverage: dict[str, Coverage]
+    """Per kind of `tokens`: which steps its sum covers (`partial` when only some)."""
+    coverage_before: dict[str, Coverage]
+    """The same for `tokens_before`."""
 
     @property
     def steps(self) -> int:
@@ -112,6 +142,17 @@ def sum_tokens(usages: Iterable[dict[str, Any] | None]) -> Tokens:
     for kind, field in _CANONICAL.items():
         known = [v for u in present if isinstance(v := u.get(field), int)]
         out[kind] = sum(known) if known else None
+    return out
+
+
+def coverage(usages: Sequence[dict[str, Any] | None]) -> dict[str, Coverage]:
+    """Per kind, the steps whose usage reported it, left it out, or that had no usage (as
+    `sum_tokens` counts them: a count that is not an int is not in the sum)."""
+    present = [u for u in usages if u is not None]
+    out: dict[str, Coverage] = {}
+    for kind, field in _CANONICAL.items():
+        measured = sum(1 for u in present if isinstance(u.get(field), int))
+        out[kind] = Coverage(measured, len(present) - measured, len(usages) - len(present))
     return out
 
 
@@ -162,6 +203,8 @@ def _group(key: str | None, rows: Sequence[ExchangeRow], with_context: bool) -> 
         unpriced_steps=sum(1 for r in ordered if r.usage_after is not None and r.cost_after is None),
         unmeasured_steps=sum(1 for r in ordered if r.usage_after is None),
         context=_context(ordered) if with_context else NO_CONTEXT,
+        coverage=coverage([r.usage_after for r in ordered]),
+        coverage_before=coverage([r.usage_before for r in ordered]),
     )
 
 

@@ -1,7 +1,11 @@
 """A report as JSON (one object) and the exchanges as CSV (one row each). Pure.
 
 Money is a decimal string (exact, never a float) or null when unpriced; an unknown count is null
-(JSON) or an empty cell (CSV), never 0. CSV headers use the OpenTelemetry GenAI attribute names
+(JSON) or an empty cell (CSV), never 0. A token sum over only some of a group's steps is kept in
+`tokens` (a lower bound) and named beside it in `tokens_partial`: per kind, the steps that
+measured it and the steps in the group, and why the others are not in it (`unreported_steps`:
+usage without that kind; `unmeasured_steps`: no usage at all). A kind every step measured, or
+none did (null in `tokens`), is not listed. CSV headers use the OpenTelemetry GenAI attribute names
 where one exists (`gen_ai.usage.input_tokens` is inclusive of cached input, as usagefix's
 `input`), and `usagefix.*` names for the rest.
 """
@@ -18,7 +22,7 @@ from typing import Any
 from usagefix.exchange import ExchangeRow
 from usagefix.reporting.aggregate import Group, Report
 
-__all__ = ["CSV_COLUMNS", "money", "report_json", "rows_csv"]
+__all__ = ["CSV_COLUMNS", "money", "report_json", "rows_csv", "tokens_partial"]
 
 
 def money(value: Decimal | None) -> str | None:
@@ -34,6 +38,20 @@ def _cost(group: Group) -> dict[str, str | None]:
     }
 
 
+def tokens_partial(group: Group) -> dict[str, dict[str, int]]:
+    """`{kind: {measured_steps, steps, unreported_steps, unmeasured_steps}}` for each partial sum."""
+    return {
+        kind: {
+            "measured_steps": c.measured,
+            "steps": c.steps,
+            "unreported_steps": c.unreported,
+            "unmeasured_steps": c.unmeasured,
+        }
+        for kind, c in group.coverage.items()
+        if c.partial
+    }
+
+
 def _session(group: Group) -> dict[str, Any]:
     return {
         "session": group.key,
@@ -43,6 +61,7 @@ def _session(group: Group) -> dict[str, Any]:
         "lanes": list(group.lanes),
         "models": list(group.models),
         "tokens": dict(group.tokens),
+        "tokens_partial": tokens_partial(group),
         "cost_usd": _cost(group),
         "context": {
             "tokens": group.context.tokens,
@@ -59,13 +78,15 @@ def _other(group: Group) -> dict[str, Any]:
         "sessions": group.sessions,
         "models": list(group.models),
         "tokens": dict(group.tokens),
+        "tokens_partial": tokens_partial(group),
         "cost_usd": _cost(group),
     }
 
 
 def report_json(report: Report) -> dict[str, Any]:
     """`{"sessions": [...], "totals": {...}}` by session; `{"by", "groups", "totals"}` otherwise."""
-    totals = {"tokens": dict(report.totals.tokens), "cost_usd": _cost(report.totals)}
+    t = report.totals
+    totals = {"tokens": dict(t.tokens), "tokens_partial": tokens_partial(t), "cost_usd": _cost(t)}
     if report.by == "session":
         return {"sessions": [_session(g) for g in report.groups], "totals": totals}
     return {"by": report.by, "groups": [_other(g) for g in report.groups], "totals": totals}

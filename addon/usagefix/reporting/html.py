@@ -2,7 +2,9 @@
 
 The session table with its total row, and inline SVG charts drawn here: cost before and after per
 session (a negative "before" draws below the zero line), and each session's context per main-lane
-step against the model's window. A few lines of script sort the table by a column.
+step against the model's window. A few lines of script sort the table by a column. A token sum
+over only some of its group's steps is shown `≥12,345` (a lower bound; its title says how many
+steps it covers), with a line saying what the mark means.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
-from usagefix.reporting.aggregate import Group, Report
-from usagefix.reporting.terminal import INFERRED, context_cell, count, dollars
+from usagefix.reporting.aggregate import TOKEN_KINDS, Coverage, Group, Report
+from usagefix.reporting.terminal import INFERRED, PARTIAL_NOTE, context_cell, count, dollars, tokens_cell
 
 __all__ = ["render_html"]
 
@@ -24,6 +26,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:.25em .6em;border-bottom:1px solid #ddd}
 th{cursor:pointer;background:#f4f4f4;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tfoot td{font-weight:bold;border-top:2px solid #888}.inferred{color:#a60}.unpriced{color:#b00}
+.partial{color:#a60}
 #totals dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}#totals dt{color:#666}
 figure{display:inline-block;margin:0 1em 1em 0}svg text{font:11px system-ui,sans-serif}
 .bar-before{fill:#d98c8c}.bar-after{fill:#4a7fb5}.ctx{fill:none;stroke:#4a7fb5;stroke-width:2}
@@ -47,6 +50,25 @@ def _num(value: int | Decimal | None, text: str) -> str:
     return f'<td class="{cls}"{data}>{escape(text)}</td>'
 
 
+def _covered(c: Coverage) -> str:
+    """`a lower bound: 7 of 10 steps reported it (2 without this count, 1 without usage)`."""
+    why = [
+        f"{n} {what}"
+        for n, what in ((c.unreported, "without this count"), (c.unmeasured, "without usage"))
+        if n
+    ]
+    return f"a lower bound: {c.measured} of {c.steps} steps reported it ({', '.join(why)})"
+
+
+def _tokens(value: int | None, c: Coverage) -> str:
+    if not c.partial:
+        return _num(value, count(value))
+    return (
+        f'<td class="n partial" data-v="{value}" title="{escape(_covered(c))}">'
+        f"{escape(tokens_cell(value, c))}</td>"
+    )
+
+
 def _row(group: Group, label: str, total: bool = False) -> str:
     source = group.source or ""
     cells = [f"<td>{escape(label)}</td>"]
@@ -58,8 +80,8 @@ def _row(group: Group, label: str, total: bool = False) -> str:
         cells.append('<td colspan="3"></td>')
     cells.append(_num(group.steps, str(group.steps)))
     cells.append(f"<td>{escape(', '.join(group.models))}</td>")
-    for kind in ("input", "cache_read", "cache_write", "output", "reasoning"):
-        cells.append(_num(group.tokens[kind], count(group.tokens[kind])))
+    for kind in TOKEN_KINDS:
+        cells.append(_tokens(group.tokens[kind], group.coverage[kind]))
     for value in (group.cost_before, group.cost_after):
         cells.append(_num(value, dollars(value)))
     provider = group.cost_provider
@@ -180,13 +202,20 @@ def render_html(report: Report, *, title: str = "usagefix report") -> str:
         ("Cost after", dollars(t.cost_after)),
         ("Provider-reported cost", dollars(t.cost_provider) if t.cost_provider is not None else "—"),
         *(
-            (f"Tokens: {k.replace('_', ' ')}", count(t.tokens[k]))
+            (f"Tokens: {k.replace('_', ' ')}", tokens_cell(t.tokens[k], t.coverage[k]))
             for k in ("input", "cache_read", "cache_write", "output")
         ),
         ("Unpriced steps", str(t.unpriced_steps)),
         ("Unmeasured steps", str(t.unmeasured_steps)),
     ]
     totals = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    # A partial group sum makes the total's partial too: the total row says whether any cell is.
+    partial = any(t.coverage[k].partial for k in TOKEN_KINDS)
+    note = (
+        f'<p id="partial-note">{escape(PARTIAL_NOTE)}; hover a marked cell for how many steps it covers.</p>'
+        if partial
+        else ""
+    )
     heads = "".join(f"<th>{h}</th>" for h in _HEADS)
     body = "".join(_row(g, _label(g)) for g in report.groups)
     charts = "".join(_context_chart(g) for g in report.groups[:_MAX_CHARTS] if g.context.tokens is not None)
@@ -196,6 +225,7 @@ def render_html(report: Report, *, title: str = "usagefix report") -> str:
         f'<section id="totals"><h2>Totals</h2><dl>{totals}</dl></section>'
         "<p>Cost is the sum over every step of every lane, cache writes included; context is the last "
         "main-lane step's full input (not cumulative), peak its largest. Unpriced is never $0.</p>"
+        f"{note}"
         f'<table id="sessions" class="sortable"><thead><tr>{heads}</tr></thead><tbody>{body}</tbody>'
         f"<tfoot>{_row(t, 'Total', total=True)}</tfoot></table>"
         f"<h2>Cost before and after, per session</h2>{_cost_chart(report.groups)}"

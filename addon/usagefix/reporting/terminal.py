@@ -1,16 +1,20 @@
 """A report as a terminal table (rich), with a total row and before/after columns. Pure: it writes
-to the console it is given (rich honours NO_COLOR and plain output when not a terminal)."""
+to the console it is given (rich honours NO_COLOR and plain output when not a terminal).
+
+A token sum over only some of its group's steps is shown `≥12,345` (a lower bound), with a legend
+line saying what the mark means and, for the total row, how many steps each such sum covers."""
 
 from __future__ import annotations
 
+import textwrap
 from decimal import Decimal
 
 from rich.console import Console
 from rich.table import Table
 
-from usagefix.reporting.aggregate import Context, Group, Report
+from usagefix.reporting.aggregate import Context, Coverage, Group, Report
 
-__all__ = ["INFERRED", "count", "dollars", "print_report"]
+__all__ = ["INFERRED", "PARTIAL", "PARTIAL_NOTE", "count", "dollars", "print_report", "tokens_cell"]
 
 INFERRED = ("chain", "tool_call", "fingerprint")
 """Session sources that are inferred rather than named by the client."""
@@ -27,6 +31,21 @@ def dollars(value: Decimal | None) -> str:
 
 def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+PARTIAL = "≥"
+"""Marks a token sum over only some of its group's steps: a lower bound, never the whole."""
+PARTIAL_NOTE = (
+    f"{PARTIAL}: a lower bound, the sum over only the steps that reported that kind; a step without"
+    " usage, or whose upstream left the kind out, adds nothing (never 0)"
+)
+
+
+def tokens_cell(value: int | None, coverage: Coverage) -> str:
+    """`12,345`; `≥12,345` when only some steps measured the kind; `—` when none did."""
+    if coverage.partial and value is not None:
+        return f"{PARTIAL}{value:,}"
+    return count(value)
 
 
 def context_cell(context: Context) -> str:
@@ -64,10 +83,38 @@ def _money_cells(group: Group) -> list[str]:
     ]
 
 
+# The token columns: heading, whether the sum is of the upstream's reading (before) or the
+# corrected usage (after), and the kind.
+_TOKENS = (
+    ("Input before", True, "input"),
+    ("Input after", False, "input"),
+    ("Cache read", False, "cache_read"),
+    ("Cache write", False, "cache_write"),
+    ("Output before", True, "output"),
+    ("Output after", False, "output"),
+)
+
+
+def _tokens(group: Group, before: bool, kind: str) -> tuple[int | None, Coverage]:
+    if before:
+        return group.tokens_before[kind], group.coverage_before[kind]
+    return group.tokens[kind], group.coverage[kind]
+
+
 def _token_cells(group: Group) -> list[str]:
-    t, b = group.tokens, group.tokens_before
-    return [count(b["input"]), count(t["input"]), count(t["cache_read"]), count(t["cache_write"]),
-            count(b["output"]), count(t["output"])]  # fmt: skip
+    return [tokens_cell(*_tokens(group, before, kind)) for _, before, kind in _TOKENS]
+
+
+def _partial_note(total: Group) -> list[str]:
+    """The legend of `≥`, with how many steps each partial sum of the total row covers; none
+    when no sum is partial (a partial group sum makes the total's partial too)."""
+    covered = [
+        (name.lower(), c) for name, before, kind in _TOKENS if (c := _tokens(total, before, kind)[1]).partial
+    ]
+    if not covered:
+        return []
+    said = ", ".join(f"{name} {c.measured} of {c.steps}" for name, c in covered)
+    return textwrap.wrap(f"{PARTIAL_NOTE}. In the total: {said} steps.", 96, break_on_hyphens=False)
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -80,7 +127,7 @@ def print_report(report: Report, console: Console) -> None:
         table.add_column("Lanes", overflow="fold")
     table.add_column("Steps", justify="right")
     table.add_column("Models", overflow="fold")
-    for name in ("Input before", "Input after", "Cache read", "Cache write", "Output before", "Output after"):
+    for name, _, _ in _TOKENS:
         table.add_column(name, justify="right")
     for name in ("Cost before", "Cost after", "Δ", "Provider"):
         table.add_column(name, justify="right")
@@ -118,4 +165,5 @@ def print_report(report: Report, console: Console) -> None:
         notes.append(f"{total.unpriced_steps} step(s) unpriced (unknown model): their groups show no total.")
     if total.unmeasured_steps:
         notes.append(f"{total.unmeasured_steps} step(s) without usage (unmeasured): not in the sums.")
+    notes += _partial_note(total)
     console.print("\n".join(notes), style="dim", highlight=False)
