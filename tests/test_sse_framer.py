@@ -252,6 +252,18 @@ def test_quiet_whole_events_come_as_one_run_with_their_count() -> None:
     assert f.finish() == [SSEEvent(b"data: h", False, "cut_off")]
 
 
+def test_a_failing_quiet_test_leaves_every_byte_held() -> None:
+    def failing(raw: bytes) -> bool:
+        raise RuntimeError("planted")
+
+    f = SSEFramer(quiet=failing)
+    f.feed(b"data: a\n\n")  # the first event is looked at on its own
+    for chunk in (b"data: b\n\n", b"data: c\n\ndata: d"):  # nothing held before; then held
+        with pytest.raises(RuntimeError, match="planted"):
+            f.feed(chunk)
+    assert f.pending_bytes() == b"data: b\n\ndata: c\n\ndata: d"
+
+
 @pytest.mark.parametrize(
     "chunk",
     [

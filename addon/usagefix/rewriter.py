@@ -152,14 +152,14 @@ class StreamRewriter:
         try:
             for ev in events:
                 raw = ev.raw
-                carries = may_end = False
-                if not ev.quiet:  # a quiet run was tested by the framer already
-                    carries = ev.complete and might_carry_usage(raw)
-                    if ev.complete and not self._ended:
-                        for m in self._markers:
-                            if raw.find(m) >= 0:
-                                may_end = True
-                                break
+                # (A quiet run comes alone, taken by `feed`; here it would only be tested again.)
+                carries = ev.complete and might_carry_usage(raw)
+                may_end = False
+                if ev.complete and not self._ended:
+                    for m in self._markers:
+                        if raw.find(m) >= 0:
+                            may_end = True
+                            break
                 if ev.starts_event and ev.complete and not carries and not may_end:
                     pieces.append(self._pass(ev))
                     done += 1
