@@ -175,6 +175,7 @@ def test_anthropic_a_null_output_in_message_delta_is_unknown_not_message_starts_
     )
     _, rec = through("anthropic", body)[:2]
     assert rec.status == "rewritten" and rec.usage_after is not None and rec.usage_after.total == 36
+    assert not any(a.startswith("unreported:") for a in rec.anomalies)  # known now: not unreported
 
 
 def test_anthropic_a_last_delta_that_leaves_the_output_unknown_unmeasures_an_earlier_one() -> None:

@@ -83,6 +83,8 @@ class Tally:
         """Record one snapshot; `emitted` is None when the block passes unchanged."""
         self.snapshots += 1
         self.final_seen = self.final_seen or final
+        if final:  # a count an earlier last word left unknown is known now: no longer unreported
+            self.anomalies = [a for a in self.anomalies if not a.startswith("unreported:")]
         self.before, self.after = outcome.before, outcome.after
         self.upstream_usage = upstream
         self.emitted_usage = upstream if emitted is None else emitted

@@ -118,6 +118,10 @@ class SSEFramer:
         # The last event ended with a CR at the end of what we had: an LF next is its CRLF's end.
         self._lf_may_follow = False
         self._at_start = True  # no event returned yet: the first may start with a BOM
+        # The held bytes may hold a CR (the hot path is for LF line ends only). Kept, not
+        # searched for, so that a large event arriving in many chunks is not scanned again with
+        # each: set by a chunk with a CR, cleared once the held bytes have none.
+        self._cr_held = False
 
     @property
     def pending(self) -> int:
@@ -132,16 +136,18 @@ class SSEFramer:
         buf = self._buf
         quiet = self.quiet
         plain = not (self._at_start or self._skipping or self._lf_may_follow)
+        if chunk.find(b"\r") >= 0:
+            self._cr_held = True
         n = len(chunk)
         if (
             quiet is not None
             and plain
             and not buf
+            and not self._cr_held
             and type(chunk) is bytes
             and 2 < n <= self.max_event_bytes
             and chunk[-1] == chunk[-2] == 0x0A
             and chunk[-3] != 0x0A
-            and chunk.find(b"\r") < 0
         ):
             # Nothing held, and the chunk is whole events (a server that writes an event per
             # chunk): a quiet run as it came, without a trip through the buffer (the cut is the
@@ -166,7 +172,7 @@ class SSEFramer:
             # `_feed`'s loop would: at the last LF LF, unless an LF comes before it (in a run of
             # LFs, the loop pairs them from the left; `rfind` would pair them from the right).
             n = len(buf)
-            if n <= self.max_event_bytes and buf.find(b"\r") < 0:
+            if n <= self.max_event_bytes and not self._cr_held:
                 last = buf.rfind(b"\n\n", self._scan_from)
                 if last < 0:
                     self._scan_from = n - 3 if n > 3 else 0
@@ -244,6 +250,8 @@ class SSEFramer:
         if start:
             del buf[:start]
         self._scan_from = max(0, len(buf) - 3)
+        if self._cr_held:  # a CR stream's held bytes find one at once; the search ends early
+            self._cr_held = buf.find(b"\r") >= 0
         return events
 
     def finish(self) -> list[SSEEvent]:
@@ -255,6 +263,7 @@ class SSEFramer:
         """
         raw = bytes(self._buf)
         self._buf.clear()
+        self._cr_held = False
         self._scan_from = 0
         self._lf_may_follow = False
         if self._skipping:
