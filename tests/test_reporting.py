@@ -168,6 +168,25 @@ def test_a_sum_over_some_of_the_steps_is_kept_and_says_how_many_it_covers() -> N
     assert not any(c.partial for c in whole.coverage.values() if c.measured)
 
 
+def test_an_error_step_and_a_gemini_step_without_a_count_leave_a_sum_whole() -> None:
+    from usagefix.reporting.aggregate import Coverage
+
+    ok = row(1, usage_after=usage(1000, 10, read=400))
+    # An HTTP error (a 429 retry) or no response at all used no tokens: not a step of the sums.
+    refused = row(2, status_code=429, usage_after=None, usagefix_status="http_error")
+    lost = row(3, status_code=None, usage_after=None, usagefix_status="unmeasured")
+    # Gemini's JSON leaves a zero count out (proto3): no cache read there is 0 cache reads.
+    gemini = row(4, dialect="gemini", path="/v1beta/models/gemini-2.5-pro:generateContent",
+                 usage_after=usage(500, 5, reasoning=3))  # fmt: skip
+    (group,) = build_report([ok, refused, lost, gemini]).groups
+    assert group.coverage["input"] == Coverage(measured=2, unreported=0, unmeasured=0)
+    assert group.coverage["cache_read"] == Coverage(measured=2, unreported=0, unmeasured=0)
+    assert group.tokens["cache_read"] == 400 and not group.coverage["cache_read"].partial
+    # Reasoning: Gemini's counted, the Anthropic step's is unreported: a lower bound still.
+    assert group.coverage["reasoning"] == Coverage(measured=1, unreported=1, unmeasured=0)
+    assert group.coverage["reasoning"].partial
+
+
 _COUNT = st.none() | st.integers(0, 10**6)
 
 

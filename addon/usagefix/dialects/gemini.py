@@ -84,6 +84,7 @@ SPEC = DialectSpec(
     # Gemini's JSON omits zero counts (proto3): an absent headline reads as 0. One sent as null
     # (a translator's; proto3 never sends one) is unknown (`unreported:KEY`).
     absent_headline="zero",
+    omits_zero_counts=True,
     # Vertex sends `{"trafficType": …}`-only snapshots on intermediate chunks: they carry no counts.
     skips="no_key",
     price_provider="google",

@@ -135,6 +135,9 @@ class DialectSpec(_Strict):
     finished_by: tuple[str, str] | None = None
     """(list, key): a usage block is final (R8) on an event whose list is absent or empty, or one
     of whose elements has `key` set (`choices`, `finish_reason`). None: on the end events."""
+    omits_zero_counts: bool = False
+    """Its JSON leaves a zero count out (proto3): a count a block does not carry is 0, not
+    unreported (a report's sum over such steps is whole, not a lower bound)."""
     absent_headline: Literal["unreported", "invalid", "zero"] = "unreported"
     """A headline count left out while another is reported: unknown (`unreported:KEY`, the
     response unmeasured), a malformed block (`invalid_usage`), or 0 (proto3 omits zeros). With

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
+from usagefix.dialects.registry import SPECS
 from usagefix.exchange import ExchangeRow
 
 __all__ = [
@@ -145,15 +146,25 @@ def sum_tokens(usages: Iterable[dict[str, Any] | None]) -> Tokens:
     return out
 
 
-def coverage(usages: Sequence[dict[str, Any] | None]) -> dict[str, Coverage]:
+def coverage(rows: Sequence[ExchangeRow], usage: str = "usage_after") -> dict[str, Coverage]:
     """Per kind, the steps whose usage reported it, left it out, or that had no usage (as
-    `sum_tokens` counts them: a count that is not an int is not in the sum)."""
-    present = [u for u in usages if u is not None]
+    `sum_tokens` counts them: a count that is not an int is not in the sum).
+
+    Steps that can have used no tokens are not counted: an HTTP error, no response at all. A
+    count left out by a dialect whose JSON omits zeros (Gemini's proto3) is a measured 0."""
+    counted = [r for r in rows if r.status_code is not None and 200 <= r.status_code < 300]
+    present = [(r, u) for r in counted if (u := getattr(r, usage)) is not None]
     out: dict[str, Coverage] = {}
     for kind, field in _CANONICAL.items():
-        measured = sum(1 for u in present if isinstance(u.get(field), int))
-        out[kind] = Coverage(measured, len(present) - measured, len(usages) - len(present))
+        measured = sum(1 for r, u in present if isinstance(u.get(field), int) or _zero_if_absent(r, u, field))
+        out[kind] = Coverage(measured, len(present) - measured, len(counted) - len(present))
     return out
+
+
+def _zero_if_absent(row: ExchangeRow, usage: dict[str, Any], field: str) -> bool:
+    """The step's dialect omits zero counts, and its block carried none for `field`."""
+    spec = SPECS.get(row.dialect)
+    return spec is not None and spec.omits_zero_counts and usage.get(field) is None
 
 
 def _money(
@@ -203,8 +214,8 @@ def _group(key: str | None, rows: Sequence[ExchangeRow], with_context: bool) -> 
         unpriced_steps=sum(1 for r in ordered if r.usage_after is not None and r.cost_after is None),
         unmeasured_steps=sum(1 for r in ordered if r.usage_after is None),
         context=_context(ordered) if with_context else NO_CONTEXT,
-        coverage=coverage([r.usage_after for r in ordered]),
-        coverage_before=coverage([r.usage_before for r in ordered]),
+        coverage=coverage(ordered),
+        coverage_before=coverage(ordered, "usage_before"),
     )
 
 

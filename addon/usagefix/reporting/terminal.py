@@ -37,7 +37,7 @@ PARTIAL = "≥"
 """Marks a token sum over only some of its group's steps: a lower bound, never the whole."""
 PARTIAL_NOTE = (
     f"{PARTIAL}: a lower bound, the sum over only the steps that reported that kind; a step without"
-    " usage, or whose upstream left the kind out, adds nothing (never 0)"
+    " usage, or whose upstream left the kind out, is left out of the sum, not counted as 0"
 )
 
 
