@@ -19,6 +19,9 @@ __all__ = ["ResponseStream", "stream_record"]
 
 logger = logging.getLogger(__name__)
 
+_BLOCK = 256
+"""Pieces kept one by one before they are joined (each object costs ~40 bytes beside its own)."""
+
 
 @dataclass
 class ResponseStream:
@@ -36,7 +39,9 @@ class ResponseStream:
     max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
     sent: list[bytes] = field(default_factory=list)
     """Everything the client was sent, for the saved flow, up to `max_saved` bytes: the very
-    pieces returned (kept, not copied, until the end), joined once by `take_body`."""
+    pieces returned (kept, not copied), each `_BLOCK` of them joined into one, so that tiny
+    pieces cost no more than their bytes; joined whole by `take_body`."""
+    blocks: list[bytes] = field(default_factory=list)
     sent_bytes: int = 0
     too_large: int = 0
     """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
@@ -62,17 +67,21 @@ class ResponseStream:
             size = self.sent_bytes + len(piece)
             if size > self.max_saved:
                 self.too_large = size
-                self.sent = []  # memory stays bounded: the saved flow goes without it
+                self.sent, self.blocks = [], []  # memory stays bounded: the flow goes without it
             else:
-                self.sent.append(piece)
+                sent = self.sent
+                sent.append(piece)
                 self.sent_bytes = size
+                if len(sent) >= _BLOCK:
+                    self.blocks.append(b"".join(sent))
+                    sent.clear()
         return out
 
     def take_body(self) -> bytes | None:
         """The body for the saved flow, released from here; None ("content missing", as mitmproxy
         saves a streamed body) when it outgrew the bound."""
-        body = None if self.too_large else b"".join(self.sent)
-        self.sent = []
+        body = None if self.too_large else b"".join([*self.blocks, *self.sent])
+        self.sent, self.blocks = [], []
         self.sent_bytes = 0
         return body
 
