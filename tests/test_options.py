@@ -233,3 +233,15 @@ def test_a_ledger_file_that_cannot_be_opened_is_refused_in_one_line(tmp_path: Pa
         assert addon.ledger.writer is not None and (tmp_path / "ok.sqlite").is_file()
         tctx.configure(addon, usage_ledger="off")
         assert addon.ledger.writer is None
+
+
+@pytest.mark.parametrize("name", ["usage_prices", "usage_profiles", "usage_ledger"])
+def test_a_path_under_a_user_that_does_not_exist_is_refused_in_one_line(name: str) -> None:
+    # Path.expanduser raises RuntimeError for an unknown ~user: a traceback, not a refusal.
+    addon = UsageFix()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(
+            exceptions.OptionsError,
+            match=r"^usagefix: usage_\w+: .*~nosuchuser0/x: cannot expand ~nosuchuser0 \(no such user",
+        ):
+            tctx.configure(addon, **{name: "~nosuchuser0/x"})

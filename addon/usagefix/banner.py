@@ -42,7 +42,7 @@ def capture_path(save_stream_file: str | None, cwd: Path, now: float | None = No
         return "not saved (no -w)"
     spec = save_stream_file
     append = spec.startswith("+")
-    path = Path(time.strftime(spec.removeprefix("+"), time.localtime(now))).expanduser()
+    path = Path(os.path.expanduser(time.strftime(spec.removeprefix("+"), time.localtime(now))))
     where = str(path if path.is_absolute() else cwd / path)
     return where + (" (appended)" if append else "")
 

@@ -6,7 +6,6 @@ declarations are usagefix.options, the checks usagefix.optioncheck: both pure).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from mitmproxy import ctx, exceptions
@@ -16,6 +15,7 @@ from usagefix.liveledger import LiveLedger
 from usagefix.optioncheck import OptionError, SetStrings, check_deferred, check_value, header_names
 from usagefix.options import OPTIONS
 from usagefix.profiles import ProfileError, ProfileSet, load_profiles
+from usagefix.userpath import user_path
 
 __all__ = ["TYPESPECS", "checked_options", "declare_options", "refuse"]
 
@@ -73,8 +73,8 @@ def checked_options(ours: set[str], profiles: ProfileSet, ledger: LiveLedger) ->
         if "usage_profiles" in ours:
             path = ctx.options.usage_profiles
             try:
-                profiles = ProfileSet(load_profiles(Path(path).expanduser()) if path else None)
-            except ProfileError as e:
+                profiles = ProfileSet(load_profiles(user_path(path)) if path else None)
+            except (ProfileError, ValueError) as e:
                 raise OptionError(f"usage_profiles: {e}") from None
         if ours & {"usage_ledger", "usage_ledger_spool_rows", "usage_session_header", "usage_prices"}:
             try:

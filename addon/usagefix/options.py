@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from usagefix.framing import DEFAULT_MAX_EVENT_BYTES
 from usagefix.ledger import parse_target
 from usagefix.ledger.writer import SPOOL_MAX
+from usagefix.userpath import user_path
 
 __all__ = [
     "DEFAULT_MAX_SAVED_BODY_BYTES",
@@ -64,7 +64,7 @@ class Option:
 def _load_prices(value: str) -> object:
     from usagefix.price_overrides import load_price_overrides  # genai-prices' data, only if used
 
-    return load_price_overrides(Path(value).expanduser()) if value else None
+    return load_price_overrides(user_path(value)) if value else None
 
 
 _LEDGER_ACCEPTED = "a file path, a postgresql:// URL, or off"

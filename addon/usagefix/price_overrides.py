@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from usagefix.tomlfile import explain, read_toml
+from usagefix.userpath import user_path
 
 __all__ = [
     "PriceOverride",
@@ -125,4 +126,4 @@ def load_price_overrides(path: Path) -> PriceOverrides:
 def overrides_from_option(value: str | None) -> PriceOverrides | None:
     """The table the `usage_prices` option names (`~` expanded), or None when it names none.
     The option's own check (usagefix.optioncheck) has refused a bad file before this is called."""
-    return load_price_overrides(Path(value).expanduser()) if value else None
+    return load_price_overrides(user_path(value)) if value else None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from usagefix.exchange import ExchangeRow
+from usagefix.userpath import user_path
 
 __all__ = ["Store", "Target", "open_store", "parse_target", "read_rows"]
 
@@ -60,7 +61,7 @@ def open_store(target: Target, *, readonly: bool = False) -> Store:
     if target.kind == "sqlite":
         from usagefix.ledger.sqlite import SqliteStore
 
-        return SqliteStore(Path(target.value).expanduser(), readonly=readonly)
+        return SqliteStore(user_path(target.value), readonly=readonly)
     raise ValueError("the ledger is off")
 
 
