@@ -38,11 +38,13 @@ class ResponseStream:
     content_encoding: str | None = None
     max_saved: int = DEFAULT_MAX_SAVED_BODY_BYTES
     sent: list[bytes] = field(default_factory=list)
-    """Everything the client was sent, for the saved flow, up to `max_saved` bytes: the very
-    pieces returned (kept, not copied), each `_BLOCK` of them joined into one, so that tiny
-    pieces cost no more than their bytes; joined whole by `take_body`."""
+    """The latest pieces the client was sent, for the saved flow (up to `max_saved` bytes in all):
+    the very pieces returned, kept, not copied, until `_BLOCK` of them are joined into `blocks`
+    (so that tiny pieces cost no more than their bytes); `take_body` joins the whole."""
     blocks: list[bytes] = field(default_factory=list)
+    """The earlier pieces, `_BLOCK` at a time, joined: `blocks` then `sent` is the body so far."""
     sent_bytes: int = 0
+    """The size of `blocks` and `sent` together, checked against `max_saved` with each piece."""
     too_large: int = 0
     """Bytes the client was sent, once that outgrew `max_saved`: the body is then not kept."""
     recorded: bool = False

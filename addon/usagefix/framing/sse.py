@@ -138,14 +138,14 @@ class SSEFramer:
         plain = not (self._at_start or self._skipping or self._lf_may_follow)
         if chunk.find(b"\r") >= 0:
             self._cr_held = True
-        n = len(chunk)
+        size = len(chunk)
         if (
             quiet is not None
             and plain
             and not buf
             and not self._cr_held
             and type(chunk) is bytes
-            and 2 < n <= self.max_event_bytes
+            and 2 < size <= self.max_event_bytes
             and chunk[-1] == chunk[-2] == 0x0A
             and chunk[-3] != 0x0A
         ):
@@ -156,7 +156,7 @@ class SSEFramer:
                 if quiet(chunk):
                     # One line and its blank line (the first LF ends it): one event, told by a
                     # memchr instead of a count of LF LF (which costs as much as a regex search).
-                    count = 1 if chunk.find(b"\n") == n - 2 else chunk.count(b"\n\n")
+                    count = 1 if chunk.find(b"\n") == size - 2 else chunk.count(b"\n\n")
                     return [SSEEvent(chunk, True, None, True, False, count, True)]
             except BaseException:
                 buf += chunk  # held, as the buffer would hold it had it raised below

@@ -5,7 +5,9 @@ context of the last main-lane step. Pure.
   writes included; `output` includes reasoning). A kind no step measured is None, never 0. A kind
   only some steps measured keeps its sum (a true lower bound) and its `Coverage` says so: how many
   steps reported it, how many had usage that left it out (None: not reported), how many had no
-  usage at all (a cut-off stream, R8; an error; `unreported:KEY`). A missing count is never 0.
+  usage at all (a cut-off stream, R8; `unreported:KEY`). HTTP errors and exchanges without a
+  response used no tokens and are not counted; a count Gemini leaves out (proto3 omits zeros) is
+  a measured 0. A missing count is never 0.
 - Money: sums over every step of every lane, exact. A group is unpriced (None) when any step
   with usage has no price: a partial sum is never shown as the total. Steps without usage
   (errors, cut-off streams without a usage block) have nothing to price and count as unmeasured.
@@ -80,10 +82,12 @@ class Coverage:
     unreported: int
     """Steps with usage that left the kind out (None: the dialect or upstream did not report it)."""
     unmeasured: int
-    """Steps with no usage at all (cut off before their usage, an error, a headline not reported)."""
+    """Steps with no usage at all (cut off before their usage, a headline not reported)."""
 
     @property
     def steps(self) -> int:
+        """The steps that could have used tokens: a group's HTTP errors and exchanges without a
+        response are not among them."""
         return self.measured + self.unreported + self.unmeasured
 
     @property
