@@ -7,9 +7,16 @@ mitmdump process's CPU time (user + system, from /proc: the ledger's writer thre
 the client's wall time, and report medians and the ratios addon / bare and ledger / addon.
 
 The upstream sends an OpenAI Chat stream of N events (about 250 bytes each; the last carries the
-founding bug's usage, so the addon really rewrites it), in two shapes, each measured on its own:
+founding bug's usage, so the addon really rewrites it), in three shapes, each measured on its own:
 `halves` writes each event as two chunks, as token-by-token servers do; `irregular` cuts the
-whole body into pieces of 1 byte to 4 KiB (seeded), as TCP and gateways deliver it.
+whole body into pieces of 1 byte to 4 KiB (seeded), as TCP and gateways deliver it; `short` is a
+reply of a typical length (200 events, 50 KB), an event per chunk, where what the addon does once
+per exchange weighs most.
+
+Each round sends one stream through each proxy, in an order that rotates from round to round.
+Besides the ratio of the medians, the ratio addon / bare is taken within each round (the two
+streams ran moments apart, so a slow spell of the machine weighs on both) and its median is given
+with a 95 % bootstrap confidence interval: a target of 1.00 is met only if the interval is under it.
 """
 
 from __future__ import annotations
@@ -152,6 +159,15 @@ def one_stream(client: httpx.Client, port: int, pid: int) -> tuple[float, float,
     return cpu_seconds(pid) - cpu0, wall, bytes(body)
 
 
+def median_ci(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """The median and a 95 % percentile-bootstrap confidence interval for it (seeded: the same
+    measurements give the same interval)."""
+    rng = random.Random(seed)
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
+    return statistics.median(values), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def ledger_hot_path(body: bytes, tmp: Path, n: int = 300) -> float:
     """Median seconds `LiveLedger.record` takes on the proxy's thread for one finished exchange
     with this body (all it does there: take references, queue them; the row is made elsewhere)."""
@@ -178,17 +194,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=40, help="streams through each proxy, per shape")
-    ap.add_argument("--shape", choices=("halves", "irregular", "both"), default="both")
+    ap.add_argument("--short-events", type=int, default=200, help="events of a `short` stream")
+    ap.add_argument("--shape", choices=("halves", "irregular", "short", "all"), default="all")
     a = ap.parse_args()
 
     up = Upstream(("127.0.0.1", 0), Handler)
     events = make_events(a.events)
-    size = sum(map(len, events))
+    short = make_events(a.short_events)
     shapes = {
         "halves": [part for ev in events for part in (ev[: len(ev) // 2], ev[len(ev) // 2 :])],
         "irregular": irregular(b"".join(events)),
+        "short": short,
     }
-    if a.shape != "both":
+    if a.shape != "all":
         shapes = {a.shape: shapes[a.shape]}
     threading.Thread(target=up.serve_forever, daemon=True).start()
     target = f"reverse:http://127.0.0.1:{up.server_address[1]}"
@@ -219,6 +237,7 @@ def main() -> None:
             with httpx.Client(timeout=60) as client:
                 for shape, chunks in shapes.items():
                     up.chunks = chunks
+                    size = sum(map(len, chunks))
                     results[shape] = {name: [] for name in procs}
                     for name, (proc, port) in procs.items():  # warm-up, and a check that both work
                         _, _, body = one_stream(client, port, proc.pid)
@@ -226,8 +245,10 @@ def main() -> None:
                         assert len(body) >= size and fixed == (name != "bare"), (
                             f"{name} returned an unexpected body"
                         )
-                    for _ in range(a.rounds):
-                        for name, (proc, port) in procs.items():
+                    names = list(procs)
+                    for r in range(a.rounds):
+                        for name in names[r % len(names) :] + names[: r % len(names)]:  # each first in turn
+                            proc, port = procs[name]
                             cpu, wall, _ = one_stream(client, port, proc.pid)
                             results[shape][name].append((cpu, wall))
         finally:
@@ -237,20 +258,26 @@ def main() -> None:
         up.shutdown()
         hot = ledger_hot_path(b"".join(events), tmp)
 
-    print(f"{a.events} events, {size / 1e6:.2f} MB per stream, {a.rounds} streams through each, alternating")
+    print(f"{a.rounds} streams through each proxy and shape, the order rotating")
     for shape, res in results.items():
 
         def med(name: str, i: int, res: dict[str, list[tuple[float, float]]] = res) -> float:
             return statistics.median(r[i] for r in res[name])
 
-        print(f"\n{shape} ({len(shapes[shape])} upstream chunks)")
+        n_events = len(short) if shape == "short" else len(events)
+        mb = sum(map(len, shapes[shape])) / 1e6
+        print(f"\n{shape}: {n_events} events, {mb:.2f} MB, {len(shapes[shape])} upstream chunks")
         print(f"{'':8}{'mitmdump CPU/stream':>22}{'client wall/stream':>22}")
         for name in results[shape]:
-            print(f"{name:8}{med(name, 0) * 1000:>19.0f} ms{med(name, 1) * 1000:>19.0f} ms")
+            print(f"{name:8}{med(name, 0) * 1000:>19.1f} ms{med(name, 1) * 1000:>19.1f} ms")
         for a_, b_ in (("addon", "bare"), ("ledger", "addon")):
             cpu, wall = med(a_, 0) / med(b_, 0), med(a_, 1) / med(b_, 1)
-            print(f"{a_ + '/' + b_:14}{cpu:>16.2f}{wall:>22.2f}")
-    print("\n(ratios of medians; CPU from /proc utime+stime, the ledger's writer thread included)")
+            per_round = [x[0] / y[0] for x, y in zip(res[a_], res[b_], strict=True)]
+            m, lo, hi = median_ci(per_round)
+            within = f"CPU within rounds {m:.2f} [{lo:.2f}, {hi:.2f}]"
+            print(f"{a_ + '/' + b_:14}{cpu:>16.2f}{wall:>22.2f}    {within}")
+    print("\n(ratios of medians, then the median of the ratio within each round with its 95 % bootstrap")
+    print(" interval; CPU is the process's threads' run time, the ledger's writer thread included)")
     print(f"the ledger on the proxy's thread: {hot * 1e6:.0f} µs per exchange (LiveLedger.record, median)")
 
 
