@@ -21,15 +21,17 @@ def deep(n: int) -> Any:
     return value
 
 
+@pytest.mark.parametrize("block", ["upstream_usage", "emitted_usage"])
 def test_a_usage_block_nested_past_the_bound_is_left_out_and_the_record_says_why(
-    caplog: pytest.LogCaptureFixture,
+    block: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     record = minimal_record("openai_chat", False, "e").model_copy(
-        update={"upstream_usage": {"prompt_tokens": 1, "x": deep(MAX_RECORD_DEPTH + 5)}}
+        update={block: {"prompt_tokens": 1, "x": deep(MAX_RECORD_DEPTH + 5)}}
     )
     with caplog.at_level(logging.WARNING):
         saved, state = saveable(record, "POST /x")
     assert saved.upstream_usage is None and state["upstream_usage"] is None
+    assert saved.emitted_usage is None and state["emitted_usage"] is None
     assert any(a.startswith("usage_blocks_not_recorded: ValueError") for a in state["anomalies"])
     assert "POST /x: cannot write the record as it is" in caplog.text
 

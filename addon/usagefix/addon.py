@@ -281,7 +281,7 @@ class UsageFix:
         if stream.too_large:
             anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
             record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
-        self._record(flow, record)
+        self._record(flow, record, stream.rewriter.where)
 
     def _normalize_whole(self, flow: http.HTTPFlow, state: FlowState, *, recorded: bool) -> None:
         """Normalize a response whose whole body is here: buffered JSON, or a recorded stream (see
@@ -295,11 +295,12 @@ class UsageFix:
             resp.content = done.body
         self._record(flow, done.record)
 
-    def _record(self, flow: http.HTTPFlow, record: UsageRecord) -> None:
+    def _record(self, flow: http.HTTPFlow, record: UsageRecord, name: str = "") -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
-        blocks, else a minimal one that says why."""
-        record, state = saveable(record, where(flow))
+        blocks, else a minimal one that says why. `name`: the flow's in log lines, if known."""
+        name = name or where(flow)
+        record, state = saveable(record, name)
         flow.metadata[METADATA_KEY] = state
         flow.comment = summary(record)
         if record.anomalies or record.status == "passthrough_error":
@@ -310,4 +311,4 @@ class UsageFix:
             logger.info(live_line(record, request_model(flow), code))
             return
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
-        log("usagefix: %s: %s", where(flow), flow.comment)
+        log("usagefix: %s: %s", name, flow.comment)

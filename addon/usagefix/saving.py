@@ -38,7 +38,8 @@ def _check_depth(value: Any) -> None:
 
 def _state(record: UsageRecord) -> dict[str, Any]:
     state = record.model_dump(mode="json")
-    _check_depth(state)
+    # Only the verbatim usage blocks can nest deeper than the record's own fields do.
+    _check_depth([state["upstream_usage"], state["emitted_usage"]])
     return state
 
 
