@@ -10,7 +10,7 @@ The upstream sends an OpenAI Chat stream of N events (about 250 bytes each; the 
 founding bug's usage, so the addon really rewrites it), in three shapes, each measured on its own:
 `halves` writes each event as two chunks, as token-by-token servers do; `irregular` cuts the
 whole body into pieces of 1 byte to 4 KiB (seeded), as TCP and gateways deliver it; `short` is a
-reply of a typical length (200 events, 50 KB), an event per chunk, where what the addon does once
+reply of a typical length (about 200 events, 55 KB), an event per chunk, where what the addon does once
 per exchange weighs most.
 
 Each round sends one stream through each proxy, in an order that rotates from round to round.

@@ -298,7 +298,8 @@ class UsageFix:
     def _record(self, flow: http.HTTPFlow, record: UsageRecord, name: str = "") -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
-        blocks, else a minimal one that says why. `name`: the flow's in log lines, if known."""
+        blocks, else a minimal one that says why. `name` names the flow in log lines (its rewriter
+        has it for a stream; otherwise it is made here)."""
         name = name or where(flow)
         record, state = saveable(record, name)
         flow.metadata[METADATA_KEY] = state
