@@ -17,7 +17,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from usagefix.addon import UsageFix
 from usagefix.prior import rebuild_upstream
 from usagefix.reclaim import Reclaimer
-from usagefix.stream import ResponseStream
+from usagefix.stream import stream_of
 
 GOLDEN = Path(__file__).parent.parent / "flows" / "golden"
 FOUNDING_JSON = (GOLDEN / "openai_chat" / "fix-founding-bug.upstream.json").read_bytes()
@@ -550,7 +550,7 @@ async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory
         out = run_stream(addon, f, [FOUNDING_SSE[:100], FOUNDING_SSE[100:]])
         assert out == FIXED_SSE  # the client's stream is the same: only what is saved changes
         assert f.response is not None and f.response.raw_content is None
-        assert isinstance(f.response.stream, ResponseStream) and not f.response.stream.sent
+        assert (st := stream_of(f.response.stream)) is not None and not st.sent
         saved = roundtrip(f)
         rec = saved.metadata["usagefix"]
         assert rec["status"] == "rewritten" and rec["body_saved"] is False
@@ -566,7 +566,7 @@ async def test_a_stream_over_the_saved_body_bound_is_saved_without_it_and_memory
         g = llm_flow(FOUNDING_SSE, "text/event-stream")
         assert run_stream(addon, g, [FOUNDING_SSE]) == FIXED_SSE
         assert g.response is not None and g.response.raw_content == FIXED_SSE
-        assert isinstance(g.response.stream, ResponseStream) and not g.response.stream.sent
+        assert (st := stream_of(g.response.stream)) is not None and not st.sent
         assert g.metadata["usagefix"]["body_saved"] is True
 
 

@@ -49,7 +49,7 @@ from usagefix.replayed import RecordIndex
 from usagefix.replayhooks import adopt_recorded, forget_record, replay_records
 from usagefix.rewriter import StreamRewriter
 from usagefix.saving import saveable, untouched_record
-from usagefix.stream import ResponseStream, stream_record
+from usagefix.stream import ResponseStream, stream_of, stream_record
 from usagefix.streamusage import ask_for_stream_usage
 from usagefix.talk import Tally, live_line
 from usagefix.wshooks import record_turn
@@ -175,7 +175,7 @@ class UsageFix:
             resp.headers.pop("content-length", None)
             if flow.request.http_version == "HTTP/1.1":
                 resp.headers["transfer-encoding"] = "chunked"  # keeps the connection alive
-            resp.stream = stream
+            resp.stream = stream.__call__  # a bound method: called faster than the instance (`stream_of`)
         except Exception as e:  # fail open: stream it untouched, as bare mitmdump would, and say why
             resp.headers = headers
             resp.stream = True
@@ -190,8 +190,8 @@ class UsageFix:
             resp = flow.response
             if resp is None:
                 return
-            stream = resp.stream
-            if isinstance(stream, ResponseStream):
+            stream = stream_of(resp.stream)
+            if stream is not None:
                 self._record_stream(flow, stream)
             elif not flow.live or flow.is_replay == "response":
                 # A flow loaded from a file, or a recorded response served again: normalize the
@@ -223,9 +223,9 @@ class UsageFix:
         if self.redact_secrets:
             redact(flow)
         resp = flow.response
-        if resp is None or not isinstance(resp.stream, ResponseStream) or resp.stream.recorded:
+        stream = stream_of(resp.stream) if resp is not None else None
+        if stream is None or stream.recorded:
             return
-        stream = resp.stream
         if stream.rewriter.ended:
             # The client hung up after the stream's last event (the OpenAI SDK closes on `[DONE]`,
             # often before the upstream's end of body): a complete response, not a cut-off one.

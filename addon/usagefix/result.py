@@ -70,7 +70,7 @@ def changed_span(index: int, offset: int, old: bytes, new: bytes) -> EventChange
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class RewriteResult:
     """What rewriting a response did, for the record. Any chunking of a stream gives the same."""
 

@@ -110,13 +110,13 @@ class StreamRewriter:
             return [chunk] if chunk else []
         self._fed += len(chunk)
         try:
-            events = self._framer.feed(chunk)
+            events = self._framer.take(chunk)
         except Exception as e:
             return self._give_up(describe(e), (), [], chunk)
+        if isinstance(events, bytes):  # the hot path: a quiet run, as it came (or nothing yet)
+            return [self._pass(events, self._framer.run_count)] if events else []
         if not events:
             return []
-        if len(events) == 1 and events[0].quiet:  # the hot path: one quiet run, as it came
-            return [self._pass(events[0])]
         return self._emit(events)
 
     def finish(self) -> list[bytes]:
@@ -152,7 +152,8 @@ class StreamRewriter:
         try:
             for ev in events:
                 raw = ev.raw
-                # (A quiet run comes alone, taken by `feed`; here it would only be tested again.)
+                # (`feed` takes a quiet run as bytes, from `take`; one that reaches here as an
+                # event, from a framer's `feed`, is only tested again.)
                 carries = ev.complete and might_carry_usage(raw)
                 may_end = False
                 if ev.complete and not self._ended:
@@ -161,7 +162,7 @@ class StreamRewriter:
                             may_end = True
                             break
                 if ev.starts_event and ev.complete and not carries and not may_end:
-                    pieces.append(self._pass(ev))
+                    pieces.append(self._pass(raw, ev.count))
                     done += 1
                     continue
                 out = self._one(ev, carries, may_end)
@@ -174,11 +175,10 @@ class StreamRewriter:
             return self._give_up(describe(e), events[done:], pieces)
         return [b"".join(pieces)] if len(pieces) > 1 else pieces
 
-    def _pass(self, ev: Event) -> bytes:
-        """A whole event (or quiet run), neither usage nor the end: it goes as it came. What
-        `_one` would commit for it, without its bookkeeping (the hot path)."""
-        raw = ev.raw
-        self.result.events += ev.count
+    def _pass(self, raw: bytes, count: int) -> bytes:
+        """A whole event (or a quiet run of `count`), neither usage nor the end: it goes as it
+        came. What `_one` would commit for it, without its bookkeeping (the hot path)."""
+        self.result.events += count
         self._event_start = self._taken
         self._reasons = ()
         self._dropped = False

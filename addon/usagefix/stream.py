@@ -1,7 +1,7 @@
 """The callable mitmproxy calls with each chunk of a streamed response: decode, rewrite, keep a copy.
 
-Pure (no mitmproxy): the glue (addon.py) sets an instance as `response.stream` and records what it
-did with `stream_record` once the stream ends.
+Pure (no mitmproxy): the glue (addon.py) sets an instance's `__call__` as `response.stream` and
+records what it did with `stream_record` once the stream ends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from usagefix.record import UsageRecord
 from usagefix.recordbuild import build_record
 from usagefix.rewriter import StreamRewriter
 
-__all__ = ["ResponseStream", "stream_record"]
+__all__ = ["ResponseStream", "stream_of", "stream_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ _BLOCK = 256
 """Pieces kept one by one before they are joined (each object costs ~40 bytes beside its own)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ResponseStream:
     """The callable mitmproxy calls with each chunk of a streamed response, then with b"".
 
@@ -105,6 +105,17 @@ class ResponseStream:
         if not chunk:  # the end of the stream: every byte still held goes now
             out += self.rewriter.finish()
         return out
+
+
+def stream_of(value: object) -> ResponseStream | None:
+    """The `ResponseStream` a response's `stream` is set to, or None.
+
+    The glue sets `response.stream` to the stream's bound `__call__`, not to the instance:
+    mitmproxy calls it with every chunk, and CPython calls a bound method by vectorcall but an
+    instance through `__call__`'s slot, which looks the method up and builds an argument tuple
+    each time (about 900 more machine instructions a chunk)."""
+    owner = getattr(value, "__self__", None)
+    return owner if isinstance(owner, ResponseStream) else None
 
 
 def stream_record(rw: StreamRewriter, encoding: str | None, cut_off: str | None = None) -> UsageRecord:

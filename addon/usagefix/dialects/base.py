@@ -52,7 +52,7 @@ def unapplied(outcome: Outcome, *extra: Fired) -> Outcome:
     return Outcome(outcome.before, outcome.before, (), (*outcome.anomalies, *would))
 
 
-@dataclass
+@dataclass(slots=True)
 class Tally:
     """What one response taught us about its usage; the last snapshot is authoritative (I5)."""
 

@@ -170,6 +170,10 @@ class EventStreamFramer:
             del buf[:start]
         return out
 
+    take = feed
+    """`feed`: this framer has no quiet runs (see `SSEFramer.take`)."""
+    run_count = 1
+
     def finish(self) -> list[Frame]:
         """End of stream: a frame begun and not finished comes out as it is (an empty piece when
         every byte of an over-bound frame has gone already)."""

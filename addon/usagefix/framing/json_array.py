@@ -163,6 +163,10 @@ class JSONArrayFramer:
         self._pos = i - start
         return out
 
+    take = feed
+    """`feed`: this framer has no quiet runs (see `SSEFramer.take`)."""
+    run_count = 1
+
     def finish(self) -> list[ArrayElement]:
         """End of stream: whatever is held (an element cut off) comes out as it is."""
         rest = bytes(self._buf)

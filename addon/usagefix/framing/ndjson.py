@@ -107,6 +107,10 @@ class NDJSONFramer:
         self._scan_from = len(buf)
         return lines
 
+    take = feed
+    """`feed`: this framer has no quiet runs (see `SSEFramer.take`)."""
+    run_count = 1
+
     def finish(self) -> list[NDJSONLine]:
         """End of stream: the held tail, a line cut off before its LF (or blank bytes)."""
         raw = bytes(self._buf)

@@ -122,6 +122,8 @@ class SSEFramer:
         # searched for, so that a large event arriving in many chunks is not scanned again with
         # each: set by a chunk with a CR, cleared once the held bytes have none.
         self._cr_held = False
+        self.run_count = 1
+        """How many events the last quiet run `take` returned holds."""
 
     @property
     def pending(self) -> int:
@@ -133,6 +135,16 @@ class SSEFramer:
         return bytes(self._buf)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        run = self.take(chunk)
+        if isinstance(run, bytes):
+            # Positional: keywords cost a dict per call (twice the time).
+            return [SSEEvent(run, True, None, True, False, self.run_count, True)] if run else []
+        return run
+
+    def take(self, chunk: bytes) -> bytes | list[SSEEvent]:
+        """`feed`, for the hot path: a quiet run comes back as its bytes alone (its number of
+        events in `run_count`), and a chunk that ends no event on that path as b"", without an
+        event object; anything else comes back as `feed` gives it, a list of events."""
         buf = self._buf
         quiet = self.quiet
         plain = not (self._at_start or self._skipping or self._lf_may_follow)
@@ -156,8 +168,8 @@ class SSEFramer:
                 if quiet(chunk):
                     # One line and its blank line (the first LF ends it): one event, told by a
                     # memchr instead of a count of LF LF (which costs as much as a regex search).
-                    count = 1 if chunk.find(b"\n") == size - 2 else chunk.count(b"\n\n")
-                    return [SSEEvent(chunk, True, None, True, False, count, True)]
+                    self.run_count = 1 if chunk.find(b"\n") == size - 2 else chunk.count(b"\n\n")
+                    return chunk
             except BaseException:
                 buf += chunk  # held, as the buffer would hold it had it raised below
                 raise
@@ -176,7 +188,7 @@ class SSEFramer:
                 last = buf.rfind(b"\n\n", self._scan_from)
                 if last < 0:
                     self._scan_from = n - 3 if n > 3 else 0
-                    return []
+                    return b""
                 if last and buf[last - 1] != 0x0A:
                     end = last + 2
                     raw = bytes(buf[:end])
@@ -184,9 +196,8 @@ class SSEFramer:
                         del buf[:end]
                         n -= end
                         self._scan_from = n - 3 if n > 3 else 0
-                        count = 1 if raw.find(b"\n") == end - 2 else raw.count(b"\n\n")
-                        # Positional: keywords cost a dict per call (twice the time).
-                        return [SSEEvent(raw, True, None, True, False, count, True)]
+                        self.run_count = 1 if raw.find(b"\n") == end - 2 else raw.count(b"\n\n")
+                        return raw
         return self._feed(buf)
 
     def _feed(self, buf: bytearray) -> list[SSEEvent]:
