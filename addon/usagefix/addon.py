@@ -32,7 +32,6 @@ from usagefix.flowread import (
     is_llm,
     media_type,
     request_json,
-    request_model,
     where,
     whole_response,
 )
@@ -161,6 +160,7 @@ class UsageFix:
                         untouched_record(
                             state.dialect.name, state.context, "undecodable_encoding", why, encoding
                         ),
+                        state.context.model,
                     )
                     return
             rewriter = StreamRewriter(
@@ -181,7 +181,11 @@ class UsageFix:
             resp.stream = True
             why = f"responseheaders failed: {type(e).__name__}: {e}"
             logger.warning("usagefix: %s: %s; streaming it untouched", where(flow), why)
-            self._record(flow, untouched_record(state.dialect.name, state.context, "passthrough_error", why))
+            self._record(
+                flow,
+                untouched_record(state.dialect.name, state.context, "passthrough_error", why),
+                state.context.model,
+            )
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Keep this fast: the client sees the end of the stream only after it returns.
@@ -281,7 +285,7 @@ class UsageFix:
         if stream.too_large:
             anomalies = [*record.anomalies, f"body_not_saved:{stream.too_large}"]
             record = record.model_copy(update={"body_saved": False, "anomalies": anomalies})
-        self._record(flow, record, stream.rewriter.where)
+        self._record(flow, record, stream.rewriter.ctx.model, stream.rewriter.where)
 
     def _normalize_whole(self, flow: http.HTTPFlow, state: FlowState, *, recorded: bool) -> None:
         """Normalize a response whose whole body is here: buffered JSON, or a recorded stream (see
@@ -293,13 +297,15 @@ class UsageFix:
             return
         if done.body is not None:
             resp.content = done.body
-        self._record(flow, done.record)
+        self._record(flow, done.record, state.context.model)
 
-    def _record(self, flow: http.HTTPFlow, record: UsageRecord, name: str = "") -> None:
+    def _record(self, flow: http.HTTPFlow, record: UsageRecord, model: str | None, name: str = "") -> None:
         """Put the record on the flow. The flow is saved with a record, always: if this one cannot
         be written (a usage block nested too deep to save), the same without the verbatim usage
-        blocks, else a minimal one that says why. `name` names the flow in log lines (its rewriter
-        has it for a stream; otherwise it is made here)."""
+        blocks, else a minimal one that says why. `model` is the one the request asked for, for
+        the log line: read with the flow's state (an agent's request body can be hundreds of KB,
+        not parsed again here). `name` names the flow in log lines (its rewriter has it for a
+        stream; otherwise it is made here)."""
         name = name or where(flow)
         record, state = saveable(record, name)
         flow.metadata[METADATA_KEY] = state
@@ -309,7 +315,7 @@ class UsageFix:
         if self.log_lines:
             self._tally.add(record)
             code = flow.response.status_code if flow.response else None
-            logger.info(live_line(record, request_model(flow), code))
+            logger.info(live_line(record, model, code))
             return
         log = logger.info if record.status in ("rewritten", "passthrough_error") else logger.debug
         log("usagefix: %s: %s", name, flow.comment)

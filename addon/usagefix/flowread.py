@@ -23,7 +23,6 @@ __all__ = [
     "is_llm",
     "media_type",
     "request_json",
-    "request_model",
     "where",
     "whole_response",
 ]
@@ -71,11 +70,6 @@ def request_json(flow: http.HTTPFlow) -> dict[str, Any] | None:
 
 def _model(flow: http.HTTPFlow, body: dict[str, Any]) -> str | None:
     return body["model"] if isinstance(body.get("model"), str) else model_from_path(flow.request.path)
-
-
-def request_model(flow: http.HTTPFlow) -> str | None:
-    """The model the request asked for (its body, or a Gemini/Bedrock path), for the log."""
-    return _model(flow, request_json(flow) or {})
 
 
 def is_llm(flow: http.HTTPFlow, profiles: ProfileSet) -> bool:
