@@ -310,3 +310,13 @@ def test_a_quiet_run_is_exactly_the_events_the_framer_gives_without_it(
     assert expand(with_runs) == run_pushed(plain.feed, plain.finish, chunks)
     assert all(no_x(e.raw) for e in with_runs if e.quiet)
     assert sum(e.count for e in with_runs) == len(expand(with_runs))
+
+
+def test_take_gives_a_quiet_run_as_its_bytes_and_anything_else_as_feed_does() -> None:
+    f = SSEFramer(quiet=no_x)
+    assert f.take(b"data: a\n\n") == [SSEEvent(b"data: a\n\n")]  # the first event: a BOM may lead it
+    assert f.take(b"data: b\n\ndata: c\n") == b"data: b\n\n" and f.run_count == 1
+    assert f.take(b"\ndata: d\n\n") == b"data: c\n\ndata: d\n\n" and f.run_count == 2  # from the buffer
+    assert f.take(b"data: e") == b""  # ends no event: held
+    assert f.take(b"\n\n") == b"data: e\n\n" and f.run_count == 1
+    assert f.take(b"data: x\n\n") == [SSEEvent(b"data: x\n\n")]  # not quiet: the events, as feed

@@ -11,7 +11,7 @@ import pytest
 from usagefix.decoding import make_decoder
 from usagefix.dialects import DIALECTS
 from usagefix.rewriter import StreamRewriter
-from usagefix.stream import ResponseStream, stream_record
+from usagefix.stream import ResponseStream, stream_of, stream_record
 
 SSE = (
     b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
@@ -77,3 +77,10 @@ def test_a_stream_of_tiny_pieces_is_kept_in_few_objects_and_saved_exactly() -> N
     assert s(b"") == []
     assert len(s.blocks) == len(body) // 256 and len(s.sent) < 256
     assert s.take_body() == body and not s.blocks and not s.sent
+
+
+def test_the_stream_is_found_again_from_the_bound_method_mitmproxy_is_given() -> None:
+    stream = ResponseStream(rewriter())
+    assert stream_of(stream.__call__) is stream
+    assert stream_of(True) is None and stream_of(None) is None  # bare mitmdump's, or none set
+    assert stream_of(rewriter().feed) is None  # a method of something else
