@@ -135,6 +135,7 @@ class SSEFramer:
         return bytes(self._buf)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events `chunk` completes (a quiet run as one event with its `count`)."""
         run = self.take(chunk)
         if isinstance(run, bytes):
             # Positional: keywords cost a dict per call (twice the time).
