@@ -320,3 +320,6 @@ def test_take_gives_a_quiet_run_as_its_bytes_and_anything_else_as_feed_does() ->
     assert f.take(b"data: e") == b""  # ends no event: held
     assert f.take(b"\n\n") == b"data: e\n\n" and f.run_count == 1
     assert f.take(b"data: x\n\n") == [SSEEvent(b"data: x\n\n")]  # not quiet: the events, as feed
+    assert f.quiet is no_x
+    f.quiet = None  # no test: no run, every event on its own
+    assert f.take(b"data: f\n\n") == [SSEEvent(b"data: f\n\n")]

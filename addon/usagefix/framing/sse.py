@@ -103,11 +103,7 @@ class SSEFramer:
         if max_event_bytes < 1:
             raise ValueError("max_event_bytes must be positive")
         self.max_event_bytes = max_event_bytes
-        self.quiet = quiet
-        """A byte test of a run of whole events: True means none of them needs to be looked at,
-        so the run comes out as one event with its `count` (the hot path of a long stream: one
-        piece per chunk instead of one object per event). It must be true of a run only if it
-        would be true of each event in it (a search for a needle without a line end is)."""
+        self._quiet = quiet
         self._buf = bytearray()
         # Where the next search for an event end starts: everything before it holds no event
         # end. Kept so that a large event arriving in many chunks is scanned once, not again
@@ -122,8 +118,30 @@ class SSEFramer:
         # searched for, so that a large event arriving in many chunks is not scanned again with
         # each: set by a chunk with a CR, cleared once the held bytes have none.
         self._cr_held = False
+        # The hot path may be taken: a `quiet` test, and none of the four states above that the
+        # general loop must see (at the start, skipping, an LF awaited, a CR held). One flag, set
+        # where they change (`_settle`), so that a chunk of a long stream reads one, not five.
+        self._hot = False
         self.run_count = 1
         """How many events the last quiet run `take` returned holds."""
+
+    @property
+    def quiet(self) -> Callable[[bytes], bool] | None:
+        """A byte test of a run of whole events: True means none of them needs to be looked at,
+        so the run comes out as one event with its `count` (the hot path of a long stream: one
+        piece per chunk instead of one object per event). It must be true of a run only if it
+        would be true of each event in it (a search for a needle without a line end is)."""
+        return self._quiet
+
+    @quiet.setter
+    def quiet(self, test: Callable[[bytes], bool] | None) -> None:
+        self._quiet = test
+        self._settle()
+
+    def _settle(self) -> None:
+        self._hot = self._quiet is not None and not (
+            self._at_start or self._skipping or self._lf_may_follow or self._cr_held
+        )
 
     @property
     def pending(self) -> int:
@@ -147,61 +165,58 @@ class SSEFramer:
         events in `run_count`), and a chunk that ends no event on that path as b"", without an
         event object; anything else comes back as `feed` gives it, a list of events."""
         buf = self._buf
-        quiet = self.quiet
-        plain = not (self._at_start or self._skipping or self._lf_may_follow)
-        if chunk.find(b"\r") >= 0:
-            self._cr_held = True
-        size = len(chunk)
-        if (
-            quiet is not None
-            and plain
-            and not buf
-            and not self._cr_held
-            and type(chunk) is bytes
-            and 2 < size <= self.max_event_bytes
-            and chunk[-1] == chunk[-2] == 0x0A
-            and chunk[-3] != 0x0A
-        ):
-            # Nothing held, and the chunk is whole events (a server that writes an event per
-            # chunk): a quiet run as it came, without a trip through the buffer (the cut is the
-            # one the path below makes).
-            try:
-                if quiet(chunk):
-                    # One line and its blank line (the first LF ends it): one event, told by a
-                    # memchr instead of a count of LF LF (which costs as much as a regex search).
-                    self.run_count = 1 if chunk.find(b"\n") == size - 2 else chunk.count(b"\n\n")
-                    return chunk
-            except BaseException:
-                buf += chunk  # held, as the buffer would hold it had it raised below
-                raise
-            plain = False  # not quiet: the path below would ask the same of the same bytes
+        if not self._hot or chunk.find(b"\r") >= 0:
+            # The general loop: the stream's first event, an over-bound one, a CR line end.
+            if chunk.find(b"\r") >= 0:
+                self._cr_held = True
+            buf += chunk
+            return self._feed(buf)
+        quiet = self._quiet
+        assert quiet is not None  # (`_hot` says so)
+        if not buf and type(chunk) is bytes:
+            size = len(chunk)
+            if 2 < size <= self.max_event_bytes and chunk[-1] == chunk[-2] == 0x0A and chunk[-3] != 0x0A:
+                # Nothing held, and the chunk is whole events (a server that writes an event per
+                # chunk): a quiet run as it came, without a trip through the buffer (the cut is the
+                # one the path below makes).
+                try:
+                    if quiet(chunk):
+                        # One line and its blank line (the first LF ends it): one event, told by a
+                        # memchr instead of a count of LF LF (which costs as much as a regex search).
+                        self.run_count = 1 if chunk.find(b"\n") == size - 2 else chunk.count(b"\n\n")
+                        return chunk
+                except BaseException:
+                    buf += chunk  # held, as the buffer would hold it had it raised below
+                    raise
+                buf += chunk  # not quiet: the path below would ask the same of the same bytes
+                return self._feed(buf)
         # The buffer is extended first and trimmed last, so that if anything in between
         # raised, `pending_bytes()` would still hold every byte not yet returned.
         buf += chunk
-        if quiet is not None and plain:
-            # The hot path of a long stream, in the plain case: LF line ends only (no CR held)
-            # and the held bytes within the bound. A chunk that ends no event returns nothing;
-            # one whose whole events pass `quiet` returns them as one run. It cuts exactly where
-            # `_feed`'s loop would: at the last LF LF, unless an LF comes before it (in a run of
-            # LFs, the loop pairs them from the left; `rfind` would pair them from the right).
-            n = len(buf)
-            if n <= self.max_event_bytes and not self._cr_held:
-                last = buf.rfind(b"\n\n", self._scan_from)
-                if last < 0:
+        # The hot path of a long stream, in the plain case: LF line ends only (no CR held) and
+        # the held bytes within the bound. A chunk that ends no event returns nothing; one whose
+        # whole events pass `quiet` returns them as one run. It cuts exactly where `_feed`'s loop
+        # would: at the last LF LF, unless an LF comes before it (in a run of LFs, the loop pairs
+        # them from the left; `rfind` would pair them from the right).
+        n = len(buf)
+        if n <= self.max_event_bytes:
+            last = buf.rfind(b"\n\n", self._scan_from)
+            if last < 0:
+                self._scan_from = n - 3 if n > 3 else 0
+                return b""
+            if last and buf[last - 1] != 0x0A:
+                end = last + 2
+                raw = bytes(buf[:end])
+                if quiet(raw):
+                    del buf[:end]
+                    n -= end
                     self._scan_from = n - 3 if n > 3 else 0
-                    return b""
-                if last and buf[last - 1] != 0x0A:
-                    end = last + 2
-                    raw = bytes(buf[:end])
-                    if quiet(raw):
-                        del buf[:end]
-                        n -= end
-                        self._scan_from = n - 3 if n > 3 else 0
-                        self.run_count = 1 if raw.find(b"\n") == end - 2 else raw.count(b"\n\n")
-                        return raw
+                    self.run_count = 1 if raw.find(b"\n") == end - 2 else raw.count(b"\n\n")
+                    return raw
         return self._feed(buf)
 
     def _feed(self, buf: bytearray) -> list[SSEEvent]:
+        self._hot = False  # until `_settle`: should this raise, the next chunk comes here again
         events: list[SSEEvent] = []
         start = 0
         pos = self._scan_from
@@ -264,6 +279,7 @@ class SSEFramer:
         self._scan_from = max(0, len(buf) - 3)
         if self._cr_held:  # a CR stream's held bytes find one at once; the search ends early
             self._cr_held = buf.find(b"\r") >= 0
+        self._settle()
         return events
 
     def finish(self) -> list[SSEEvent]:
@@ -278,8 +294,9 @@ class SSEFramer:
         self._cr_held = False
         self._scan_from = 0
         self._lf_may_follow = False
-        if self._skipping:
-            self._skipping = False
+        skipping, self._skipping = self._skipping, False
+        self._settle()
+        if skipping:
             return [SSEEvent(raw, False, "cut_off", starts_event=False)]
         if not raw:
             return []
