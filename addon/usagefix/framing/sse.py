@@ -165,10 +165,11 @@ class SSEFramer:
         events in `run_count`), and a chunk that ends no event on that path as b"", without an
         event object; anything else comes back as `feed` gives it, a list of events."""
         buf = self._buf
-        if not self._hot or chunk.find(b"\r") >= 0:
+        if chunk.find(b"\r") >= 0:  # one search a chunk: a CR line end takes the general loop
+            self._cr_held = True
+            self._hot = False
+        if not self._hot:
             # The general loop: the stream's first event, an over-bound one, a CR line end.
-            if chunk.find(b"\r") >= 0:
-                self._cr_held = True
             buf += chunk
             return self._feed(buf)
         quiet = self._quiet
