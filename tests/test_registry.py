@@ -215,7 +215,18 @@ def test_an_ndjson_stream_is_rewritten_by_the_spec() -> None:
 def test_a_chat_block_with_one_headline_and_not_the_other_is_invalid() -> None:
     result = rewrite_body(DIALECTS["openai_chat"], b'{"usage": {"prompt_tokens": 3, "total_tokens": 3}}')
     assert result.body is None
-    assert result.result.tally.anomalies == ["invalid_usage: usage has no prompt_tokens or completion_tokens"]
+    assert result.result.tally.anomalies == ["invalid_usage: usage has no completion_tokens"]
+
+
+def test_an_invalid_chat_block_is_told_by_what_it_lacks_and_what_it_sent_as_null() -> None:
+    body = b'{"usage": {"prompt_tokens": null, "completion_tokens": 3, "total_tokens": 3}}'
+    result = rewrite_body(DIALECTS["openai_chat"], body)
+    assert result.body is None
+    assert result.result.tally.anomalies == ["invalid_usage: usage has prompt_tokens null"]
+    result = rewrite_body(DIALECTS["openai_chat"], b'{"usage": {"prompt_tokens": null, "total_tokens": 5}}')
+    assert result.result.tally.anomalies == [
+        "invalid_usage: usage has prompt_tokens null and no completion_tokens"
+    ]
 
 
 def test_the_i4_pattern_clamps_every_negative_count_but_what_is_untouched() -> None:

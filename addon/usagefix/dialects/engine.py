@@ -175,8 +175,9 @@ class FieldMapDialect:
             self.check(usage, read, tally)
         missing = self.unknown_headlines(usage, read)
         if missing and spec.absent_headline == "invalid":
-            heads = [f.key for f in spec.fields if f.kind == "headline" and f.unit != "total"]
-            raise UsageShapeError(f"usage has no {' or '.join(heads)}")
+            # Name what is missing, and how: the block may carry the other headline count.
+            told = [f"{k} null" if sent(usage, k) else f"no {k}" for k in missing]
+            raise UsageShapeError(f"usage has {' and '.join(told)}")
         if missing:
             self.unknown(usage, missing, tally, final=final)
             return None
