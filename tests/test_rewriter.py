@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import struct
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,12 +128,13 @@ class _WrappedSession:
         self.seen = 0
         self.armed = False
 
+    def quiet(self, run: bytes) -> bool:
+        # A run of whole events (one or more), asked about as one for `SSEFramer`'s `quiet`: not
+        # quiet, so that each of its events is asked about on its own, and counted once,
+        # whatever the chunking.
+        return False
+
     def might_carry_usage(self, raw: bytes) -> bool:
-        if sys._getframe(1).f_code.co_name == "_quiet":
-            # A run of whole events (one or more), asked about as one for `SSEFramer`'s `quiet`:
-            # not quiet, so that each of its events is asked about on its own, and counted
-            # once, whatever the chunking.
-            return True
         self.seen += 1
         if self.seen - 1 == self.spec.k:
             if self.spec.method == "might_carry_usage":
@@ -712,10 +712,42 @@ def test_a_long_stream_goes_in_quiet_runs_and_every_event_is_counted() -> None:
     slow = StreamRewriter(CHAT)
     slow._framer.quiet = None  # type: ignore[attr-defined]
     runs: list[int] = []
-    fast._framer.quiet = lambda raw, q=fast._quiet: runs.append(len(raw)) is None and q(raw)  # type: ignore[attr-defined]
+    fast._framer.quiet = lambda raw, q=fast._session.quiet: runs.append(len(raw)) is None and q(raw)  # type: ignore[attr-defined]
     assert run(fast, chunks) == run(slow, chunks) == FIXED
     assert runs == [USAGE_AT - first, len(FOUNDING) - USAGE_AT]  # quiet, then not (the usage)
     assert record(fast) == record(slow) and fast.result.events == len(EVENTS)
+
+
+def _pool() -> list[bytes]:
+    """Events of every golden stream, each dialect's needles and end markers, and odd bytes."""
+    pool = [b"data: [DONE]\n\n", b'"usage"', b'"usage": {"prompt_tokens": 1}', b"\xff\x00", b""]
+    for path in STREAMS:
+        pool += [e + b"\n\n" for e in path.read_bytes().split(b"\n\n") if e][:12]
+    for d in DIALECTS.values():
+        pool += [*getattr(d, "needles", ()), *d.end_markers]
+    return pool
+
+
+POOL = _pool()
+
+
+@pytest.mark.parametrize("name", sorted(DIALECTS))
+@given(data=st.data())
+def test_a_session_s_quiet_is_its_byte_tests_in_one_call(name: str, data: st.DataObject) -> None:
+    # The framer lets a run through untouched on `quiet` alone: it must say look wherever the
+    # session's `might_carry_usage` or the dialect's end markers would, in every state.
+    dialect = DIALECTS[name]
+    tally = Tally()
+    tally.snapshots = data.draw(st.integers(0, 2), label="snapshots")
+    tally.final_seen = data.draw(st.booleans(), label="final_seen")
+    session = dialect.stream_session(
+        tally, Context(strip_usage_chunk=data.draw(st.booleans(), label="strip"))
+    )
+    own = [*getattr(dialect, "needles", ()), *dialect.end_markers, b'"usage"', b'"usage":null', b"[DONE]"]
+    parts = st.sampled_from(own) | st.sampled_from(POOL) | st.binary(max_size=40)
+    run = b"".join(data.draw(st.lists(parts, max_size=4), label="run"))
+    looks = session.might_carry_usage(run) or any(run.find(m) >= 0 for m in dialect.end_markers)
+    assert session.quiet(run) is not looks
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,7 @@ class StreamRewriter:
         )
         self._session = dialect.stream_session(self.result.tally, ctx)
         self._markers = dialect.end_markers
-        self._framer = make_framer(framing, max_event_bytes, self._quiet)
+        self._framer = make_framer(framing, max_event_bytes, self._session.quiet)
         self._fed = 0  # bytes taken in
         self._taken = 0  # bytes of the events taken out of the framer and emitted (or given up)
         self._sent = 0  # bytes returned, for change offsets
@@ -134,16 +134,6 @@ class StreamRewriter:
         if self._failed:
             return []
         return self._give_up(reason, (), [])
-
-    def _quiet(self, run: bytes) -> bool:
-        """Whether no event of a run can carry usage or end the stream: the dialect's byte tests,
-        which hold for a run as for each of its events (needles without a line end)."""
-        if self._session.might_carry_usage(run):
-            return False
-        for m in self._markers:  # a loop, not any(), and `find`, not `in`: this runs per chunk
-            if run.find(m) >= 0:
-                return False
-        return True
 
     def _emit(self, events: Sequence[Event]) -> list[bytes]:
         pieces: list[bytes] = []

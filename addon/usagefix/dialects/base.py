@@ -108,6 +108,31 @@ class Session:
         self.observe_only = ctx.observe_only
 
 
+class NeedleSession(Session):
+    """A session whose byte test is a search for needles (the engine's dialects: their usage
+    events' names or headline keys), and whose `quiet` searches for those and the end markers."""
+
+    def __init__(
+        self, needles: tuple[bytes, ...], end_markers: tuple[bytes, ...], tally: Tally, ctx: Context
+    ) -> None:
+        super().__init__(tally, ctx)
+        self.needles = needles
+        self.loud = tuple(dict.fromkeys((*needles, *end_markers)))
+        """Every needle and end marker, each once: one of them in a run makes it not quiet."""
+
+    def might_carry_usage(self, raw: bytes) -> bool:
+        for n in self.needles:  # `find`, not `in` (see StreamSession.might_carry_usage)
+            if raw.find(n) >= 0:
+                return True
+        return False
+
+    def quiet(self, run: bytes) -> bool:
+        for n in self.loud:
+            if run.find(n) >= 0:
+                return False
+        return True
+
+
 class StreamSession(Protocol):
     """Per-response state of a dialect over a stream of SSE events."""
 
@@ -121,6 +146,14 @@ class StreamSession(Protocol):
         Search with `raw.find(needle) >= 0`, not `needle in raw`: CPython's `in` on bytes first
         tries the needle as an integer and builds, then drops, a TypeError every time (about
         170 ns a test, more than the search itself on a small event)."""
+        ...
+
+    def quiet(self, run: bytes) -> bool:
+        """Whether no event of `run` (one or more whole events) can carry usage or end the
+        stream: `might_carry_usage` False and none of the dialect's `end_markers` in it, asked
+        in one call. `SSEFramer` asks it of every run of whole events, which then goes to the
+        client as it came, untouched and uncounted by anything else (the hot path of a long
+        stream), so it must be False wherever those tests would say look."""
         ...
 
     def normalize_event(self, name: str | None, data: str) -> str | None:

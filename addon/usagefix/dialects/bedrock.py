@@ -139,6 +139,10 @@ class _BedrockStream(Session):
         # every `chunk` frame is a candidate (they are few and small).
         return raw.find(b"metadata") >= 0 or raw.find(b"chunk") >= 0
 
+    def quiet(self, run: bytes) -> bool:
+        # (The eventstream framer asks for no quiet runs: this is the protocol's, and the test's.)
+        return not self.might_carry_usage(run) and all(run.find(m) < 0 for m in self.dialect.end_markers)
+
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):

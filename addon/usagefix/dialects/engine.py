@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.base import Context, NeedleSession, Tally, unapplied
 from usagefix.dialects.canonical import outcome_of, slot_counts, sums_of
 from usagefix.dialects.fieldmap import Read, any_headline, any_key, emit, explain, read_fields, sent, slot
 from usagefix.dialects.merging import ReplaceByFieldSession
@@ -237,18 +237,12 @@ class FieldMapDialect:
         return outcome_of(read, self.sums, ctx, from_gemini=by_gemini)
 
 
-class FieldMapSession(Session):
+class FieldMapSession(NeedleSession):
     """A stream of a `FieldMapDialect`: each usage-bearing event through the engine."""
 
     def __init__(self, dialect: FieldMapDialect, tally: Tally, ctx: Context) -> None:
-        super().__init__(tally, ctx)
+        super().__init__(dialect.needles, dialect.end_markers, tally, ctx)
         self.dialect = dialect
-
-    def might_carry_usage(self, raw: bytes) -> bool:
-        for n in self.dialect.needles:  # `find`, not `in` (see Session.might_carry_usage)
-            if raw.find(n) >= 0:
-                return True
-        return False
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.base import Context, NeedleSession, Tally, unapplied
 from usagefix.dialects.fieldmap import Read, clamped, read_fields
 from usagefix.jsonedit import replace_at
 from usagefix.normalize import Fired, Outcome
@@ -30,9 +30,9 @@ __all__ = ["ReplaceByFieldSession"]
 _SPLIT_UNITS = ("cache_write_5m", "cache_write_1h")
 
 
-class ReplaceByFieldSession(Session):
+class ReplaceByFieldSession(NeedleSession):
     def __init__(self, dialect: FieldMapDialect, tally: Tally, ctx: Context) -> None:
-        super().__init__(tally, ctx)
+        super().__init__(dialect.needles, dialect.end_markers, tally, ctx)
         self.dialect = dialect
         spec = dialect.spec
         tops = {f.key for f in spec.fields if "." not in f.key}
@@ -47,12 +47,6 @@ class ReplaceByFieldSession(Session):
         self.snapshot: dict[str, Any] = {}
         """The cumulative snapshot so far (R4: replaced field by field, never added); a key sent
         only as `null` so far is there as None (unknown, not absent)."""
-
-    def might_carry_usage(self, raw: bytes) -> bool:
-        for n in self.dialect.needles:  # `find`, not `in` (see Session.might_carry_usage)
-            if raw.find(n) >= 0:
-                return True
-        return False
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)

@@ -102,6 +102,16 @@ class _ChatStream(FieldMapSession):
         tally = self.tally
         return tally.snapshots > 0 and not tally.final_seen and raw.find(b"[DONE]") >= 0
 
+    def quiet(self, run: bytes) -> bool:
+        # `might_carry_usage` and the end markers in one call (the framer's test of every run):
+        # its test of `[DONE]` for a partial snapshot is the end marker's, which holds always.
+        if _USAGE_NOT_NULL.search(run) is not None:
+            return False
+        for m in self.dialect.end_markers:
+            if run.find(m) >= 0:
+                return False
+        return not (self.ctx.strip_usage_chunk and run.find(b'"usage"') >= 0)
+
     def _partial(self) -> bool:
         """Usage was seen, but not yet on a chunk that ends the response."""
         return self.tally.snapshots > 0 and not self.tally.final_seen
