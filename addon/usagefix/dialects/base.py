@@ -151,9 +151,10 @@ class StreamSession(Protocol):
     def quiet(self, run: bytes) -> bool:
         """Whether no event of `run` (one or more whole events) can carry usage or end the
         stream: `might_carry_usage` False and none of the dialect's `end_markers` in it, asked
-        in one call. `SSEFramer` asks it of every run of whole events, which then goes to the
-        client as it came, untouched and uncounted by anything else (the hot path of a long
-        stream), so it must be False wherever those tests would say look."""
+        in one call. `SSEFramer` asks it of every run of whole events; a quiet one goes to the
+        client as it came, its events counted but not looked at (the hot path of a long stream).
+        So it must be False wherever those tests would say look, and True of a run only if it
+        is of each event in it (as a search for needles without a line end is)."""
         ...
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
