@@ -744,10 +744,31 @@ def test_a_session_s_quiet_is_its_byte_tests_in_one_call(name: str, data: st.Dat
         tally, Context(strip_usage_chunk=data.draw(st.booleans(), label="strip"))
     )
     own = [*getattr(dialect, "needles", ()), *dialect.end_markers, b'"usage"', b'"usage":null', b"[DONE]"]
+    own += [b'data: "usage"\n\n', b":null\n\n"]  # what a test across line ends would join
     parts = st.sampled_from(own) | st.sampled_from(POOL) | st.binary(max_size=40)
     run = b"".join(data.draw(st.lists(parts, max_size=4), label="run"))
     looks = session.might_carry_usage(run) or any(run.find(m) >= 0 for m in dialect.end_markers)
     assert session.quiet(run) is not looks
+    # A run of whole events is quiet exactly when each of its events is (a test that crossed
+    # the line ends between them would see what no event holds).
+    mine = [e for e in own if e.endswith(b"\n\n")]
+    whole = st.sampled_from(mine) | st.sampled_from([e for e in POOL if e.endswith(b"\n\n")])
+    events = data.draw(st.lists(whole, min_size=1, max_size=4), label="events")
+    assert session.quiet(b"".join(events)) is all(session.quiet(e) for e in events)
+
+
+def test_a_failing_quiet_test_forwards_every_byte() -> None:
+    # The framer keeps what it held when the session's `quiet` raises (on a whole-event chunk,
+    # or on a run cut from held bytes); the rewriter hands it all back and passes the rest
+    # untouched. The first event is looked at on its own, so the first `quiet` comes after it.
+    def failing(run: bytes) -> bool:
+        raise RuntimeError("planted in quiet")
+
+    for chunks in (EVENTS, [FOUNDING[:230], FOUNDING[230:]]):
+        rw = StreamRewriter(CHAT)
+        rw._framer.quiet = failing  # type: ignore[attr-defined]
+        assert run(rw, chunks) == FOUNDING
+        assert record(rw)["error"] == "RuntimeError: planted in quiet"
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,14 @@ def test_openai_stream_is_fixed_and_arrives_incrementally(proxy: Proxy, upstream
     assert f.response.content in (client, client[:-1])
     rec = f.metadata["usagefix"]
     assert rec["status"] == "rewritten" and rec["final_seen"] is True and "cut_off" not in rec["anomalies"]
+    # A client that reads to the end of the body gets every byte, that LF included.
+    with httpx.Client(timeout=20) as c:
+        r = c.post(
+            proxy.url + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES, "stream": True}
+        )
+    assert r.content == client
+    f = last_flow(proxy, n + 1)
+    assert f.response is not None and f.response.content == client
 
 
 def test_anthropic_stream_gets_the_full_snapshot(proxy: Proxy, upstream: Upstream) -> None:

@@ -144,8 +144,18 @@ def test_plain_mitmdump_users_get_no_banner_and_no_line_per_response(
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=20)
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
         time.sleep(0.3)
+        quiet = (tmp_path / "mitmdump.log").read_text()
+        # A response it rewrites gets one line, at mitmproxy's info level, beside mitmproxy's own.
+        upstream.scenario = Scenario(
+            body=(GOLDEN / "openai_chat/fix-founding-bug.upstream.json").read_bytes()
+        )
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        time.sleep(0.3)
     finally:
         stop(proc)
+    assert "point a client here" not in quiet and "usagefix:" not in quiet
+    assert "LLM responses" not in quiet
     text = (tmp_path / "mitmdump.log").read_text()
-    assert "point a client here" not in text and "usagefix: openai_chat" not in text
+    lines = [line for line in text.splitlines() if "usagefix:" in line]
+    assert len(lines) == 1 and "/v1/chat/completions: prompt 1678→107208 · R1" in lines[0], text
     assert "LLM responses" not in text

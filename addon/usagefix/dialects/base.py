@@ -110,7 +110,8 @@ class Session:
 
 class NeedleSession(Session):
     """A session whose byte test is a search for needles (the engine's dialects: their usage
-    events' names or headline keys), and whose `quiet` searches for those and the end markers."""
+    events' names or headline keys), and whose `quiet` searches for those and the end markers.
+    A subclass with a `might_carry_usage` of its own needs a `quiet` of its own (as Chat's)."""
 
     def __init__(
         self, needles: tuple[bytes, ...], end_markers: tuple[bytes, ...], tally: Tally, ctx: Context
@@ -137,11 +138,8 @@ class StreamSession(Protocol):
     """Per-response state of a dialect over a stream of SSE events."""
 
     def might_carry_usage(self, raw: bytes) -> bool:
-        """A cheap byte test, run on every event: False means the event passes untouched.
-
-        Also run on a run of whole events (`SSEFramer`'s `quiet`): it must be False for a run
-        only if it is False for each event in it. A search for needles that hold no line end
-        is (events are joined by line ends, so no needle spans two of them).
+        """A cheap byte test, run on every event the framer gives one by one: False means the
+        event passes untouched (a run of whole events is asked `quiet` instead, which must agree).
 
         Search with `raw.find(needle) >= 0`, not `needle in raw`: CPython's `in` on bytes first
         tries the needle as an integer and builds, then drops, a TypeError every time (about
@@ -153,8 +151,9 @@ class StreamSession(Protocol):
         stream: `might_carry_usage` False and none of the dialect's `end_markers` in it, asked
         in one call. `SSEFramer` asks it of every run of whole events; a quiet one goes to the
         client as it came, its events counted but not looked at (the hot path of a long stream).
-        So it must be False wherever those tests would say look, and True of a run only if it
-        is of each event in it (as a search for needles without a line end is)."""
+        So it must be False wherever those tests would say look, and True of a run exactly when
+        it is of each event in it: a search for needles without a line end is (events are joined
+        by line ends, so no needle spans two of them), as is a pattern that crosses none."""
         ...
 
     def normalize_event(self, name: str | None, data: str) -> str | None:

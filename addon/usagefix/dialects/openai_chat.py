@@ -104,7 +104,8 @@ class _ChatStream(FieldMapSession):
 
     def quiet(self, run: bytes) -> bool:
         # `might_carry_usage` and the end markers in one call (the framer's test of every run):
-        # its test of `[DONE]` for a partial snapshot is the end marker's, which holds always.
+        # its test of `[DONE]` for a partial snapshot is the end marker's (`[DONE]` is Chat's
+        # one end marker), which holds always.
         if _USAGE_NOT_NULL.search(run) is not None:
             return False
         for m in self.dialect.end_markers:
