@@ -69,6 +69,52 @@ def test_each_turn_is_a_row_from_a_flow_file(tmp_path: Path) -> None:
     assert rows[0].status_code == 101 and rows[0].path == "/backend-api/codex/responses"
 
 
+def realtime_done(n: int) -> str:
+    usage = {"total_tokens": 300, "input_tokens": 200, "output_tokens": 100,
+             "input_token_details": {"cached_tokens": 50, "text_tokens": 150, "audio_tokens": 50},
+             "output_token_details": {"text_tokens": 50, "audio_tokens": 50}}  # fmt: skip
+    response = {"id": f"resp_{n}", "object": "realtime.response", "status": "completed", "usage": usage}
+    return json.dumps({"type": "response.done", "event_id": f"ev_{n}", "response": response})
+
+
+def test_the_turns_of_a_realtime_socket_are_one_session(tmp_path: Path) -> None:
+    # Realtime names no session on its upgrade, and each turn's ask differs: the connection is
+    # what makes them one conversation (`ws:<flow id>`), not one session per turn or none.
+    with taddons.context(UsageFix()) as tctx:
+        addon = tctx.master.addons.get("usagefix")
+        f = tflow.twebsocketflow(messages=False)
+        f.request.path = "/v1/realtime?model=gpt-realtime"
+        assert f.websocket is not None
+        f.websocket.messages.clear()
+        ask = {"type": "conversation.item.create", "item": {"type": "message", "role": "user"}}
+        script = [
+            (False, json.dumps({"type": "session.created", "session": {"id": "sess_1"}})),
+            (
+                True,
+                json.dumps(
+                    {**ask, "item": {**ask["item"], "content": [{"type": "input_text", "text": "hi"}]}}
+                ),
+            ),
+            (False, realtime_done(0)),
+            (
+                True,
+                json.dumps(
+                    {**ask, "item": {**ask["item"], "content": [{"type": "input_text", "text": "so?"}]}}
+                ),
+            ),
+            (False, realtime_done(1)),
+        ]
+        for i, (from_client, text) in enumerate(script):
+            f.websocket.messages.append(websocket.WebSocketMessage(1, from_client, text.encode(), 1000.0 + i))
+            addon.websocket_message(f)
+    path = tmp_path / "rt.mitm"
+    with path.open("wb") as out:
+        mio.FlowWriter(out).add(f)
+    rows = list(rows_from_flows([path]))
+    assert [r.id for r in rows] == [f"{f.id}#2", f"{f.id}#4"]
+    assert {(r.session_key, r.session_source) for r in rows} == {(f"ws:{f.id}", "connection")}
+
+
 def test_turn_snapshots_skip_what_does_not_name_a_message() -> None:
     f = tflow.twebsocketflow(messages=False)
     assert turn_snapshots(f) == [] and turn_snapshots(tflow.tflow()) == []

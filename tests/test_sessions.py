@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -320,6 +321,30 @@ def test_previous_response_id_chains_and_a_subagent_lane_carries_over() -> None:
         ResponseFacts(),
     )
     assert (cont.key, cont.lane, cont.parent_lane) == (f"claude:{UUID}", "ag", "main")
+
+
+def test_the_turns_of_one_websocket_are_one_session_unless_a_key_names_another() -> None:
+    # A Realtime connection names no session on its upgrade, and its turns' texts differ: the
+    # connection is what they share. A key the client names still comes first.
+    t = SessionTracker()
+
+    def turn(
+        i: int, headers: dict[str, str], body: Any, connection: str = "ws1", dialect: str = "openai_realtime"
+    ) -> SessionInfo:
+        f = dataclasses.replace(facts(headers, body, f"{connection}#{i}"), connection=connection)
+        return t.step(f, dialect, ResponseFacts(response_id=f"resp_{connection}_{i}"))
+
+    first, second = turn(3, {}, {"type": "response.create"}), turn(6, {}, {"input": "and then?"})
+    assert (first.key, first.source) == (second.key, second.source) == ("ws:ws1", "connection")
+    assert turn(2, {}, {"type": "response.create"}, "ws2").key == "ws:ws2"  # another connection
+    # A chain to a response seen joins its session, across connections; one to a response not
+    # seen does not outweigh the connection.
+    chained = turn(9, {}, {"previous_response_id": "resp_ws1_3"}, "ws3", "openai_responses")
+    assert (chained.key, chained.source) == ("ws:ws1", "chain")
+    orphan = turn(1, {}, {"previous_response_id": "resp_unseen"}, "ws5", "openai_responses")
+    assert (orphan.key, orphan.source) == ("ws:ws5", "connection")
+    named = turn(4, {**CODEX_UA, "session-id": UUID}, {"type": "response.create"}, "ws4")
+    assert (named.key, named.source) == (f"codex:{UUID}", "header")
 
 
 def test_nothing_to_go_on_gives_no_session() -> None:

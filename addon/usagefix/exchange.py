@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 __all__ = ["Costs", "ExchangeFacts", "ExchangeRow", "ResponseFacts", "SessionInfo", "SessionSource"]
 
-SessionSource = Literal["header", "body", "chain", "tool_call", "fingerprint"]
+SessionSource = Literal["header", "body", "connection", "chain", "tool_call", "fingerprint"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +44,9 @@ class ExchangeFacts:
     """The body the client received (decoded), or None when it was not saved."""
     error: str | None = None
     """mitmproxy's error for the flow, if any (a cut-off stream, a refused connection)."""
+    connection: str | None = None
+    """For a WebSocket turn, the WebSocket's flow id: every turn of one connection is one
+    conversation (a Realtime session, a Codex thread). None for an HTTP exchange."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

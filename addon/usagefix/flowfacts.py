@@ -71,6 +71,8 @@ class FlowSnapshot:
     error: str | None
     record: Any
     """`flow.metadata["usagefix"]` as the addon left it (a plain dict), or None."""
+    connection: str | None = None
+    """For a WebSocket turn, the WebSocket's flow id (`ExchangeFacts.connection`)."""
 
 
 def _is_ip(host: str) -> bool:
@@ -150,6 +152,7 @@ def turn_snapshots(flow: http.HTTPFlow) -> list[FlowSnapshot]:
                 response_encoding=None,
                 error=None,  # a recorded turn ended; the connection's own end is not its error
                 record=entry.get("record"),
+                connection=flow.id,
             )
         )
     return out
@@ -196,6 +199,7 @@ def facts_of(snap: FlowSnapshot) -> ExchangeFacts:
         response_content_type=snap.response_content_type,
         response_body=_decoded(snap.response_raw, snap.response_encoding),
         error=snap.error,
+        connection=snap.connection,
     )
 
 
