@@ -323,9 +323,10 @@ def test_previous_response_id_chains_and_a_subagent_lane_carries_over() -> None:
     assert (cont.key, cont.lane, cont.parent_lane) == (f"claude:{UUID}", "ag", "main")
 
 
-def test_the_turns_of_one_websocket_are_one_session_unless_a_key_names_another() -> None:
-    # A Realtime connection names no session on its upgrade, and its turns' texts differ: the
-    # connection is what they share. A key the client names still comes first.
+def test_a_websocket_turn_nothing_else_places_is_in_its_connection_s_session() -> None:
+    # A Realtime connection names no session on its upgrade, and its turns carry no chain, tool
+    # result or prefix: the connection is what they share. Everything else still comes first,
+    # since one socket may carry several conversations (the Agents SDK shares one).
     t = SessionTracker()
 
     def turn(
@@ -337,14 +338,15 @@ def test_the_turns_of_one_websocket_are_one_session_unless_a_key_names_another()
     first, second = turn(3, {}, {"type": "response.create"}), turn(6, {}, {"input": "and then?"})
     assert (first.key, first.source) == (second.key, second.source) == ("ws:ws1", "connection")
     assert turn(2, {}, {"type": "response.create"}, "ws2").key == "ws:ws2"  # another connection
-    # A chain to a response seen joins its session, across connections; one to a response not
-    # seen does not outweigh the connection.
-    chained = turn(9, {}, {"previous_response_id": "resp_ws1_3"}, "ws3", "openai_responses")
-    assert (chained.key, chained.source) == ("ws:ws1", "chain")
-    orphan = turn(1, {}, {"previous_response_id": "resp_unseen"}, "ws5", "openai_responses")
-    assert (orphan.key, orphan.source) == ("ws:ws5", "connection")
     named = turn(4, {**CODEX_UA, "session-id": UUID}, {"type": "response.create"}, "ws4")
     assert (named.key, named.source) == (f"codex:{UUID}", "header")
+    # Responses turns on one shared socket: each conversation by its prefix, as over HTTP; a
+    # chain joins the session of the response it continues, on whatever connection.
+    a = turn(1, {}, {"instructions": "sys", "input": "task A"}, "ws6", "openai_responses")
+    b = turn(2, {}, {"instructions": "sys", "input": "task B"}, "ws6", "openai_responses")
+    assert a.source == b.source == "fingerprint" and a.key != b.key
+    chained = turn(1, {}, {"previous_response_id": "resp_ws6_1", "input": []}, "ws7", "openai_responses")
+    assert (chained.key, chained.source) == (a.key, "chain")
 
 
 def test_nothing_to_go_on_gives_no_session() -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 __all__ = ["Costs", "ExchangeFacts", "ExchangeRow", "ResponseFacts", "SessionInfo", "SessionSource"]
 
-SessionSource = Literal["header", "body", "connection", "chain", "tool_call", "fingerprint"]
+SessionSource = Literal["header", "body", "chain", "tool_call", "fingerprint", "connection"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class ExchangeFacts:
     error: str | None = None
     """mitmproxy's error for the flow, if any (a cut-off stream, a refused connection)."""
     connection: str | None = None
-    """For a WebSocket turn, the WebSocket's flow id: every turn of one connection is one
-    conversation (a Realtime session, a Codex thread). None for an HTTP exchange."""
+    """For a WebSocket turn, the WebSocket's flow id: the session of a turn nothing else places
+    (a Realtime session is its connection). None for an HTTP exchange."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,11 +10,10 @@ Resolution, in order (sessions-ledger.md §1.1, §1.3, §1.4):
 2. Generic keys, whatever the client: the headers the user named, OpenRouter `x-session-id` /
    body `session_id`, LiteLLM `x-litellm-session-id`, Helicone `Helicone-Session-Id`, any
    `x-…-session-id` (with LiteLLM's value rule).
-3. A Responses `previous_response_id` chain to a response seen before (`chain`: its session);
-   then, for a WebSocket turn, its connection (`connection`, `ws:<flow id>`: one WebSocket
-   carries one conversation's turns, a Realtime session, a Codex thread, whatever they say);
-   then a chain to a response not seen (`chain`), tool-result continuation (`tool_call`), a
-   prefix fingerprint (`fingerprint`).
+3. A Responses `previous_response_id` chain (`chain`), then tool-result continuation
+   (`tool_call`), then a prefix fingerprint (`fingerprint`).
+4. Nothing else: a WebSocket turn's connection (`connection`, `ws:<flow id>`): a Realtime
+   session is its connection, and its turns name nothing (the weakest: a socket may be shared).
 Keys are namespaced by where they came from (`claude:<uuid>`, `codex:<id>`, `fp:<hash>`, ...).
 """
 
@@ -208,19 +207,21 @@ class SessionTracker:
         named = _client_key(client, headers, body) or _generic_key(headers, body, self.extra_headers)
         key: str | None = None
         source: SessionSource | None = None
-        chained_key = chained.key if chained is not None else None
         if named is not None:
             key, source = self._rooted(client, headers, named[0]), named[1]
-        elif request.previous_response_id is not None and (chained_key or facts.connection is None):
-            # A chain to a response we saw joins its session (across connections, too); one we
-            # did not see names a session of its own, unless the turn's connection names one.
-            key, source = chained_key or f"chain:{request.previous_response_id}", "chain"
-        elif facts.connection is not None:
-            key, source = f"ws:{facts.connection}", "connection"
+        elif request.previous_response_id is not None:
+            key, source = (
+                (chained.key if chained else None) or f"chain:{request.previous_response_id}",
+                "chain",
+            )
         elif parent_call is not None and parent_call.key is not None:
             key, source = parent_call.key, "tool_call"
         elif request.fingerprint is not None:
             key, source = f"fp:{request.fingerprint}", "fingerprint"
+        elif facts.connection is not None:
+            # Nothing in the turn says whose it is (a Realtime turn): its connection does. Last,
+            # since one socket may carry several conversations (the Agents SDK shares one).
+            key, source = f"ws:{facts.connection}", "connection"
         if named is None and lane == "main":
             inherited = chained or parent_call
             lane, parent_lane = (inherited.lane, inherited.parent_lane) if inherited else (lane, parent_lane)

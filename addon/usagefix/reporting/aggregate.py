@@ -48,7 +48,7 @@ _CANONICAL = {
     "reasoning": "reasoning",
 }
 # How a session was found, strongest first: a session is as certain as its best step.
-_SOURCE_RANK = ("header", "body", "connection", "chain", "tool_call", "fingerprint")
+_SOURCE_RANK = ("header", "body", "chain", "tool_call", "fingerprint", "connection")
 
 Tokens = dict[str, int | None]
 

@@ -16,7 +16,7 @@ from usagefix.reporting.aggregate import Context, Coverage, Group, Report
 
 __all__ = ["INFERRED", "PARTIAL", "PARTIAL_NOTE", "count", "dollars", "print_report", "tokens_cell"]
 
-INFERRED = ("chain", "tool_call", "fingerprint")
+INFERRED = ("chain", "tool_call", "fingerprint", "connection")
 """Session sources that are inferred rather than named by the client."""
 
 
