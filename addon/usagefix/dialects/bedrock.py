@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from usagefix.dialects import anthropic
-from usagefix.dialects.base import Context, Session, Tally, unapplied
+from usagefix.dialects.base import Context, NeedleSession, Tally, unapplied
 from usagefix.dialects.engine import FieldMapDialect
 from usagefix.dialects.fieldmap import Read, read_fields
 from usagefix.dialects.readers import Readers, RequestSays, ResponseNotes, contents, dicts, ids
@@ -129,19 +129,14 @@ class Bedrock(FieldMapDialect):
         return isinstance(inner, dict) and _METRICS in inner
 
 
-class _BedrockStream(Session):
+class _BedrockStream(NeedleSession):
+    # metadata frames name themselves in a header; invocation metrics hide in base64, so every
+    # `chunk` frame is a candidate (they are few and small).
+    _NEEDLES = (b"metadata", b"chunk")
+
     def __init__(self, dialect: Bedrock, tally: Tally, ctx: Context) -> None:
-        super().__init__(tally, ctx)
+        super().__init__(self._NEEDLES, dialect.end_markers, tally, ctx)
         self.dialect = dialect
-
-    def might_carry_usage(self, raw: bytes) -> bool:
-        # metadata frames name themselves in a header; invocation metrics hide in base64, so
-        # every `chunk` frame is a candidate (they are few and small).
-        return raw.find(b"metadata") >= 0 or raw.find(b"chunk") >= 0
-
-    def quiet(self, run: bytes) -> bool:
-        # (The eventstream framer asks for no quiet runs: this is the protocol's, and the test's.)
-        return not self.might_carry_usage(run) and all(run.find(m) < 0 for m in self.dialect.end_markers)
 
     def normalize_event(self, name: str | None, data: str) -> str | None:
         obj = json.loads(data)
